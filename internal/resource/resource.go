@@ -1,0 +1,310 @@
+// Package resource defines the declarative documents users apply to
+// Gatehouse (Identity, Connection), how they are decoded from YAML with
+// line-accurate errors, and how they are validated. It has no dependencies
+// on storage, networking or policy.
+package resource
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Kind names a document type.
+type Kind string
+
+// The kinds Gatehouse understands.
+const (
+	KindIdentity   Kind = "Identity"
+	KindConnection Kind = "Connection"
+)
+
+// Kinds lists every known kind in apply order: identities before the
+// connections that may name them.
+var Kinds = []Kind{KindIdentity, KindConnection}
+
+// ParseKind maps the user's spelling of a kind (singular or plural, any
+// case: "connection", "Connections", "conn") to a Kind.
+func ParseKind(s string) (Kind, error) {
+	switch strings.ToLower(s) {
+	case "identity", "identities", "id", "ids":
+		return KindIdentity, nil
+	case "connection", "connections", "conn", "conns":
+		return KindConnection, nil
+	}
+	return "", fmt.Errorf("unknown kind %q (known kinds: identity, connection)", s)
+}
+
+// IdentityType tells a person from a workload.
+type IdentityType string
+
+// Identity types.
+const (
+	IdentityUser    IdentityType = "user"
+	IdentityService IdentityType = "service"
+)
+
+// Identity is who acts: a person or a service (CI bot, AI agent).
+type Identity struct {
+	Name   string       `json:"name" yaml:"name"`
+	Type   IdentityType `json:"type" yaml:"type"`
+	Groups []string     `json:"groups,omitempty" yaml:"groups,omitempty"`
+	// Disabled identities keep their history but cannot authenticate.
+	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+
+	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"-"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero" yaml:"-"`
+}
+
+// ConnectionType is the protocol of a target.
+type ConnectionType string
+
+// Connection types. Engines arrive one issue at a time; the store accepts
+// every type so connections can be declared ahead of their engine.
+const (
+	TypePostgres   ConnectionType = "postgres"
+	TypeMySQL      ConnectionType = "mysql"
+	TypeRedis      ConnectionType = "redis"
+	TypeSSH        ConnectionType = "ssh"
+	TypeKubernetes ConnectionType = "kubernetes"
+	TypeHTTP       ConnectionType = "http"
+	TypeCommand    ConnectionType = "command"
+)
+
+// ConnectionTypes lists the valid connection types.
+var ConnectionTypes = []ConnectionType{TypePostgres, TypeMySQL, TypeRedis, TypeSSH, TypeKubernetes, TypeHTTP, TypeCommand}
+
+// TLSMode says how the gateway secures its connection to the target.
+type TLSMode string
+
+// TLS modes, named after libpq's sslmode values they mirror.
+const (
+	TLSDisable    TLSMode = "disable"     // plaintext to the target
+	TLSRequire    TLSMode = "require"     // encrypt, do not verify the certificate
+	TLSVerifyCA   TLSMode = "verify-ca"   // encrypt, verify the chain
+	TLSVerifyFull TLSMode = "verify-full" // encrypt, verify chain and host name
+)
+
+// TargetTLS configures TLS from the gateway to the target.
+type TargetTLS struct {
+	Mode TLSMode `json:"mode,omitempty" yaml:"mode,omitempty"`
+	// CA is a PEM file holding the roots that sign the target's
+	// certificate; empty means the system roots.
+	CA string `json:"ca,omitempty" yaml:"ca,omitempty"`
+	// ServerName overrides the name verified in verify-full mode.
+	ServerName string `json:"serverName,omitempty" yaml:"serverName,omitempty"`
+}
+
+// AccessList is the minimal list of who may use a connection. The policy
+// engine replaces it with access rules.
+type AccessList struct {
+	Groups     []string `json:"groups,omitempty" yaml:"groups,omitempty"`
+	Identities []string `json:"identities,omitempty" yaml:"identities,omitempty"`
+}
+
+// Permits reports whether an identity may use the connection.
+func (a AccessList) Permits(id Identity) bool {
+	if slices.Contains(a.Identities, id.Name) {
+		return true
+	}
+	for _, g := range id.Groups {
+		if slices.Contains(a.Groups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// CredentialSource says where a connection's credential lives.
+type CredentialSource string
+
+// Credential sources.
+const (
+	CredentialNone   CredentialSource = "none"
+	CredentialInline CredentialSource = "inline" // encrypted at rest in the store
+	CredentialEnv    CredentialSource = "env"    // environment variable of the gateway
+	CredentialFile   CredentialSource = "file"   // file readable by the gateway
+)
+
+// Connection is a named target.
+type Connection struct {
+	Name     string         `json:"name" yaml:"name"`
+	Type     ConnectionType `json:"type" yaml:"type"`
+	Address  string         `json:"address" yaml:"address"`
+	Database string         `json:"database,omitempty" yaml:"database,omitempty"`
+	User     string         `json:"user,omitempty" yaml:"user,omitempty"`
+	// Password is write-only. On input it is an inline secret, a reference
+	// ("env:NAME", "file:PATH") or "inline:VALUE" for a secret that itself
+	// starts with "env:" or "file:". On output it holds only a reference,
+	// never an inline value; CredentialSource tells which.
+	Password string            `json:"password,omitempty" yaml:"password,omitempty"`
+	TLS      TargetTLS         `json:"tls,omitzero" yaml:"tls,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Allow    AccessList        `json:"allow,omitzero" yaml:"allow,omitempty"`
+
+	CredentialSource CredentialSource `json:"credentialSource,omitempty" yaml:"-"`
+	CreatedAt        time.Time        `json:"createdAt,omitzero" yaml:"-"`
+	UpdatedAt        time.Time        `json:"updatedAt,omitzero" yaml:"-"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+
+// ValidateName checks a resource, group or label name.
+func ValidateName(what, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s is required", what)
+	}
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%s %q is invalid: use 1-63 lower-case letters, digits, '.', '_' or '-', starting and ending with a letter or digit", what, name)
+	}
+	return nil
+}
+
+// Validate checks an identity and fills defaults.
+func (i *Identity) Validate() error {
+	if err := ValidateName("name", i.Name); err != nil {
+		return err
+	}
+	switch i.Type {
+	case "":
+		i.Type = IdentityUser
+	case IdentityUser, IdentityService:
+	default:
+		return fmt.Errorf("identity %q: type %q is invalid (want user or service)", i.Name, i.Type)
+	}
+	for _, g := range i.Groups {
+		if err := ValidateName("group", g); err != nil {
+			return fmt.Errorf("identity %q: %w", i.Name, err)
+		}
+	}
+	slices.Sort(i.Groups)
+	i.Groups = slices.Compact(i.Groups)
+	return nil
+}
+
+// Validate checks a connection and fills defaults.
+func (c *Connection) Validate() error {
+	if err := ValidateName("name", c.Name); err != nil {
+		return err
+	}
+	if !slices.Contains(ConnectionTypes, c.Type) {
+		return fmt.Errorf("connection %q: type %q is invalid (want one of %s)", c.Name, c.Type, joinTypes())
+	}
+	if err := validateAddress(c.Type, c.Address); err != nil {
+		return fmt.Errorf("connection %q: %w", c.Name, err)
+	}
+	switch c.TLS.Mode {
+	case "":
+		c.TLS.Mode = TLSDisable
+	case TLSDisable, TLSRequire, TLSVerifyCA, TLSVerifyFull:
+	default:
+		return fmt.Errorf("connection %q: tls.mode %q is invalid (want disable, require, verify-ca or verify-full)", c.Name, c.TLS.Mode)
+	}
+	for k := range c.Labels {
+		if err := ValidateName("label key", k); err != nil {
+			return fmt.Errorf("connection %q: %w", c.Name, err)
+		}
+	}
+	for _, g := range c.Allow.Groups {
+		if err := ValidateName("allow.groups entry", g); err != nil {
+			return fmt.Errorf("connection %q: %w", c.Name, err)
+		}
+	}
+	for _, id := range c.Allow.Identities {
+		if err := ValidateName("allow.identities entry", id); err != nil {
+			return fmt.Errorf("connection %q: %w", c.Name, err)
+		}
+	}
+	if _, err := ParseCredential(c.Password); err != nil {
+		return fmt.Errorf("connection %q: password: %w", c.Name, err)
+	}
+	return nil
+}
+
+func joinTypes() string {
+	s := make([]string, len(ConnectionTypes))
+	for i, t := range ConnectionTypes {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
+}
+
+// validateAddress accepts host:port for socket protocols and an http(s)
+// URL for kubernetes and http; command connections have no address.
+func validateAddress(t ConnectionType, addr string) error {
+	switch t {
+	case TypeCommand:
+		return nil
+	case TypeKubernetes, TypeHTTP:
+		u, err := url.Parse(addr)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("address %q is invalid: want an http(s) URL such as https://10.0.0.5:6443", addr)
+		}
+		return nil
+	}
+	if addr == "" {
+		return fmt.Errorf("address is required (host:port)")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return fmt.Errorf("address %q is invalid: want host:port", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("address %q is invalid: port must be 1-65535", addr)
+	}
+	return nil
+}
+
+// Credential is a parsed password field: either a reference resolved where
+// the credential is used, or an inline secret stored encrypted.
+type Credential struct {
+	Source CredentialSource
+	// Ref is the variable name or file path for env and file sources.
+	Ref string
+	// Inline is the secret itself for the inline source.
+	Inline string
+}
+
+// ParseCredential parses a password field. An empty field is no credential.
+func ParseCredential(s string) (Credential, error) {
+	switch {
+	case s == "":
+		return Credential{Source: CredentialNone}, nil
+	case strings.HasPrefix(s, "env:"):
+		name := strings.TrimPrefix(s, "env:")
+		if !envNameRE.MatchString(name) {
+			return Credential{}, fmt.Errorf("env reference %q is invalid: want env:NAME with NAME made of letters, digits and '_'", s)
+		}
+		return Credential{Source: CredentialEnv, Ref: name}, nil
+	case strings.HasPrefix(s, "file:"):
+		path := strings.TrimPrefix(s, "file:")
+		if path == "" {
+			return Credential{}, fmt.Errorf("file reference is empty: want file:PATH")
+		}
+		return Credential{Source: CredentialFile, Ref: path}, nil
+	case strings.HasPrefix(s, "inline:"):
+		return Credential{Source: CredentialInline, Inline: strings.TrimPrefix(s, "inline:")}, nil
+	}
+	return Credential{Source: CredentialInline, Inline: s}, nil
+}
+
+// String renders a credential for display: references as written, inline
+// secrets never.
+func (c Credential) String() string {
+	switch c.Source {
+	case CredentialEnv:
+		return "env:" + c.Ref
+	case CredentialFile:
+		return "file:" + c.Ref
+	case CredentialInline:
+		return "(inline, encrypted at rest)"
+	}
+	return ""
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
