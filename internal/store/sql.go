@@ -1,0 +1,399 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
+)
+
+// dialect holds what differs between the two SQL backends. Queries are
+// written once with "?" placeholders and rebound for PostgreSQL.
+type dialect struct {
+	name string
+	// migrationLock serialises migrations across gateway nodes sharing
+	// one database; empty when the backend needs none.
+	migrationLock string
+	numbered      bool // placeholders are $1, $2 …
+}
+
+var (
+	sqliteDialect   = dialect{name: "sqlite"}
+	postgresDialect = dialect{name: "postgres", numbered: true,
+		migrationLock: "SELECT pg_advisory_xact_lock(7142001)"}
+)
+
+// rebind turns "?" placeholders into "$n" where needed. Gatehouse's own
+// queries never hold a literal "?".
+func (d dialect) rebind(q string) string {
+	if !d.numbered {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range q {
+		if r == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+type sqlStore struct {
+	db   *sql.DB
+	q    querier
+	d    dialect
+	inTx bool
+}
+
+func (s *sqlStore) Backend() string { return s.d.name }
+
+func (s *sqlStore) Close() error {
+	if s.inTx {
+		return errors.New("store: Close called inside a transaction")
+	}
+	return s.db.Close()
+}
+
+func (s *sqlStore) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return s.q.ExecContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *sqlStore) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return s.q.QueryContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *sqlStore) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.q.QueryRowContext(ctx, s.d.rebind(q), args...)
+}
+
+func (s *sqlStore) Tx(ctx context.Context, fn func(Store) error) error {
+	if s.inTx {
+		return fn(s) // nested: join the outer transaction
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(&sqlStore{db: s.db, q: tx, d: s.d, inTx: true}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Times are stored as Unix nanoseconds; 0 is the zero time.
+func toNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func (s *sqlStore) exists(ctx context.Context, table, key, value string) (bool, error) {
+	var one int
+	err := s.queryRow(ctx, "SELECT 1 FROM "+table+" WHERE "+key+" = ?", value).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// upsert inserts or updates one row keyed by name inside a transaction,
+// keeping created_at of an existing row. cols excludes name, created_at
+// and updated_at.
+func (s *sqlStore) upsert(ctx context.Context, table, name string, cols []string, vals []any) (created bool, err error) {
+	err = s.Tx(ctx, func(st Store) error {
+		tx := st.(*sqlStore)
+		found, err := tx.exists(ctx, table, "name", name)
+		if err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		if found {
+			sets := make([]string, len(cols))
+			for i, c := range cols {
+				sets[i] = c + " = ?"
+			}
+			args := append(append([]any{}, vals...), now, name)
+			_, err = tx.exec(ctx, "UPDATE "+table+" SET "+strings.Join(sets, ", ")+", updated_at = ? WHERE name = ?", args...)
+			return err
+		}
+		created = true
+		marks := strings.Repeat("?, ", len(cols)+3)
+		args := append(append([]any{name}, vals...), now, now)
+		_, err = tx.exec(ctx, "INSERT INTO "+table+" (name, "+strings.Join(cols, ", ")+", created_at, updated_at) VALUES ("+marks[:len(marks)-2]+")", args...)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("store %s %q: %w", strings.TrimSuffix(table, "s"), name, err)
+	}
+	return created, nil
+}
+
+func (s *sqlStore) delete(ctx context.Context, table, key, value string) error {
+	res, err := s.exec(ctx, "DELETE FROM "+table+" WHERE "+key+" = ?", value)
+	if err != nil {
+		return fmt.Errorf("delete %s %q: %w", strings.TrimSuffix(table, "s"), value, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("%s %q: %w", strings.TrimSuffix(table, "s"), value, ErrNotFound)
+	}
+	return nil
+}
+
+// Identities.
+
+func (s *sqlStore) PutIdentity(ctx context.Context, id resource.Identity) (bool, error) {
+	groups, err := json.Marshal(nonNil(id.Groups))
+	if err != nil {
+		return false, err
+	}
+	disabled := 0
+	if id.Disabled {
+		disabled = 1
+	}
+	return s.upsert(ctx, "identities", id.Name, []string{"type", "groups_json", "disabled"},
+		[]any{string(id.Type), string(groups), disabled})
+}
+
+const identityCols = "name, type, groups_json, disabled, created_at, updated_at"
+
+func scanIdentity(row interface{ Scan(...any) error }) (resource.Identity, error) {
+	var (
+		id               resource.Identity
+		typ, groups      string
+		disabled         int
+		created, updated int64
+	)
+	if err := row.Scan(&id.Name, &typ, &groups, &disabled, &created, &updated); err != nil {
+		return id, err
+	}
+	id.Type = resource.IdentityType(typ)
+	id.Disabled = disabled != 0
+	id.CreatedAt, id.UpdatedAt = fromNanos(created), fromNanos(updated)
+	if err := json.Unmarshal([]byte(groups), &id.Groups); err != nil {
+		return id, fmt.Errorf("identity %q: groups: %w", id.Name, err)
+	}
+	if len(id.Groups) == 0 {
+		id.Groups = nil
+	}
+	return id, nil
+}
+
+func (s *sqlStore) GetIdentity(ctx context.Context, name string) (resource.Identity, error) {
+	id, err := scanIdentity(s.queryRow(ctx, "SELECT "+identityCols+" FROM identities WHERE name = ?", name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return id, fmt.Errorf("identity %q: %w", name, ErrNotFound)
+	}
+	return id, err
+}
+
+func (s *sqlStore) ListIdentities(ctx context.Context) ([]resource.Identity, error) {
+	rows, err := s.query(ctx, "SELECT "+identityCols+" FROM identities ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list identities: %w", err)
+	}
+	return collect(rows, scanIdentity)
+}
+
+func (s *sqlStore) DeleteIdentity(ctx context.Context, name string) error {
+	return s.delete(ctx, "identities", "name", name)
+}
+
+// Connections.
+
+func (s *sqlStore) PutConnection(ctx context.Context, c ConnectionRecord) (bool, error) {
+	if c.Credential.Inline != "" || c.Password != "" {
+		return false, fmt.Errorf("store connection %q: refusing a plaintext credential", c.Name)
+	}
+	spec := c.Connection
+	spec.CreatedAt, spec.UpdatedAt, spec.CredentialSource = time.Time{}, time.Time{}, ""
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return false, err
+	}
+	return s.upsert(ctx, "connections", c.Name,
+		[]string{"type", "spec_json", "credential_source", "credential_ref", "credential_sealed"},
+		[]any{string(c.Type), string(specJSON), string(c.Credential.Source), c.Credential.Ref, c.Sealed})
+}
+
+const connectionCols = "name, spec_json, credential_source, credential_ref, credential_sealed, created_at, updated_at"
+
+func scanConnection(row interface{ Scan(...any) error }) (ConnectionRecord, error) {
+	var (
+		c                ConnectionRecord
+		name, spec, src  string
+		created, updated int64
+	)
+	if err := row.Scan(&name, &spec, &src, &c.Credential.Ref, &c.Sealed, &created, &updated); err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(spec), &c.Connection); err != nil {
+		return c, fmt.Errorf("connection %q: spec: %w", name, err)
+	}
+	c.Name = name
+	c.Credential.Source = resource.CredentialSource(src)
+	c.CredentialSource = c.Credential.Source
+	c.CreatedAt, c.UpdatedAt = fromNanos(created), fromNanos(updated)
+	return c, nil
+}
+
+func (s *sqlStore) GetConnection(ctx context.Context, name string) (ConnectionRecord, error) {
+	c, err := scanConnection(s.queryRow(ctx, "SELECT "+connectionCols+" FROM connections WHERE name = ?", name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, fmt.Errorf("connection %q: %w", name, ErrNotFound)
+	}
+	return c, err
+}
+
+func (s *sqlStore) ListConnections(ctx context.Context) ([]ConnectionRecord, error) {
+	rows, err := s.query(ctx, "SELECT "+connectionCols+" FROM connections ORDER BY name")
+	if err != nil {
+		return nil, fmt.Errorf("list connections: %w", err)
+	}
+	return collect(rows, scanConnection)
+}
+
+func (s *sqlStore) DeleteConnection(ctx context.Context, name string) error {
+	return s.delete(ctx, "connections", "name", name)
+}
+
+// Tokens.
+
+func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {
+	err := s.Tx(ctx, func(st Store) error {
+		tx := st.(*sqlStore)
+		if ok, err := tx.exists(ctx, "identities", "name", t.Identity); err != nil {
+			return err
+		} else if !ok {
+			return fmt.Errorf("identity %q: %w", t.Identity, ErrNotFound)
+		}
+		if ok, err := tx.exists(ctx, "tokens", "id", t.ID); err != nil {
+			return err
+		} else if ok {
+			return fmt.Errorf("token %s: %w", t.ID, ErrConflict)
+		}
+		_, err := tx.exec(ctx, "INSERT INTO tokens (id, identity, role, secret_hash, description, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			t.ID, t.Identity, string(t.Role), t.SecretHash, t.Description, toNanos(t.CreatedAt), toNanos(t.ExpiresAt), toNanos(t.RevokedAt))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create token: %w", err)
+	}
+	return nil
+}
+
+const tokenCols = "id, identity, role, secret_hash, description, created_at, expires_at, revoked_at"
+
+func scanToken(row interface{ Scan(...any) error }) (Token, error) {
+	var (
+		t                         Token
+		role                      string
+		created, expires, revoked int64
+	)
+	if err := row.Scan(&t.ID, &t.Identity, &role, &t.SecretHash, &t.Description, &created, &expires, &revoked); err != nil {
+		return t, err
+	}
+	t.Role = resource.Role(role)
+	t.CreatedAt, t.ExpiresAt, t.RevokedAt = fromNanos(created), fromNanos(expires), fromNanos(revoked)
+	return t, nil
+}
+
+func (s *sqlStore) GetToken(ctx context.Context, id string) (Token, error) {
+	t, err := scanToken(s.queryRow(ctx, "SELECT "+tokenCols+" FROM tokens WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	return t, err
+}
+
+func (s *sqlStore) ListTokens(ctx context.Context, identity string) ([]Token, error) {
+	q, args := "SELECT "+tokenCols+" FROM tokens ORDER BY created_at, id", []any{}
+	if identity != "" {
+		q, args = "SELECT "+tokenCols+" FROM tokens WHERE identity = ? ORDER BY created_at, id", []any{identity}
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	return collect(rows, scanToken)
+}
+
+func (s *sqlStore) RevokeToken(ctx context.Context, id string, at time.Time) error {
+	// Revoking twice keeps the first revocation time.
+	res, err := s.exec(ctx, "UPDATE tokens SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END WHERE id = ?", toNanos(at), id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// Meta.
+
+func (s *sqlStore) GetMeta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.queryRow(ctx, "SELECT value FROM meta WHERE key = ?", key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("meta %q: %w", key, ErrNotFound)
+	}
+	return v, err
+}
+
+func (s *sqlStore) SetMeta(ctx context.Context, key, value string) error {
+	_, err := s.exec(ctx, "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", key, value)
+	if err != nil {
+		return fmt.Errorf("set meta %q: %w", key, err)
+	}
+	return nil
+}
+
+func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

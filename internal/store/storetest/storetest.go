@@ -1,0 +1,257 @@
+// Package storetest is the behavioural test suite every store backend must
+// pass. Backends call Run with a function that opens a fresh, migrated,
+// empty store.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+)
+
+// Run runs the suite. open returns a new empty store; Run closes it.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Identities", testIdentities},
+		{"Connections", testConnections},
+		{"RefusesPlaintextCredential", testRefusesPlaintext},
+		{"Tokens", testTokens},
+		{"TxRollsBack", testTxRollsBack},
+		{"Meta", testMeta},
+		{"MigrateIsIdempotent", testMigrateIdempotent},
+		{"ConcurrentWriters", testConcurrentWriters},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := open(t)
+			t.Cleanup(func() { s.Close() })
+			tt.fn(t, s)
+		})
+	}
+}
+
+var ctx = context.Background()
+
+func testIdentities(t *testing.T, s store.Store) {
+	alice := resource.Identity{Name: "alice", Type: resource.IdentityUser, Groups: []string{"dba", "dev"}}
+	created, err := s.PutIdentity(ctx, alice)
+	if err != nil || !created {
+		t.Fatalf("PutIdentity(alice) = %v, %v; want created", created, err)
+	}
+	got, err := s.GetIdentity(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Name != "alice" || got.Type != resource.IdentityUser || fmt.Sprint(got.Groups) != "[dba dev]" || got.CreatedAt.IsZero() {
+		t.Errorf("GetIdentity(alice) = %+v", got)
+	}
+	alice.Groups, alice.Disabled = nil, true
+	if created, err := s.PutIdentity(ctx, alice); err != nil || created {
+		t.Fatalf("second PutIdentity(alice) = %v, %v; want updated", created, err)
+	}
+	got2, _ := s.GetIdentity(ctx, "alice")
+	if got2.Groups != nil || !got2.Disabled || !got2.CreatedAt.Equal(got.CreatedAt) || got2.UpdatedAt.Before(got.UpdatedAt) {
+		t.Errorf("after update GetIdentity(alice) = %+v (first %+v)", got2, got)
+	}
+	s.PutIdentity(ctx, resource.Identity{Name: "bot", Type: resource.IdentityService})
+	list, err := s.ListIdentities(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bot" {
+		t.Fatalf("ListIdentities = %+v, %v", list, err)
+	}
+	if err := s.DeleteIdentity(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetIdentity(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetIdentity after delete: %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteIdentity(ctx, "alice"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeleteIdentity: %v, want ErrNotFound", err)
+	}
+}
+
+func testConnections(t *testing.T, s store.Store) {
+	rec := store.ConnectionRecord{
+		Connection: resource.Connection{
+			Name: "orders-db", Type: resource.TypePostgres, Address: "127.0.0.1:5432",
+			Database: "orders", User: "app", TLS: resource.TargetTLS{Mode: resource.TLSRequire},
+			Labels: map[string]string{"env": "prod"},
+			Allow:  resource.AccessList{Groups: []string{"dba"}, Identities: []string{"ci-bot"}},
+		},
+		Credential: resource.Credential{Source: resource.CredentialInline},
+		Sealed:     []byte{1, 2, 3, 0, 255},
+	}
+	if created, err := s.PutConnection(ctx, rec); err != nil || !created {
+		t.Fatalf("PutConnection = %v, %v", created, err)
+	}
+	got, err := s.GetConnection(ctx, "orders-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Address != rec.Address || got.Database != "orders" || got.User != "app" || got.TLS.Mode != resource.TLSRequire ||
+		got.Labels["env"] != "prod" || fmt.Sprint(got.Allow.Identities) != "[ci-bot]" ||
+		got.Credential.Source != resource.CredentialInline || !bytes.Equal(got.Sealed, rec.Sealed) ||
+		got.CredentialSource != resource.CredentialInline || got.CreatedAt.IsZero() {
+		t.Errorf("GetConnection = %+v", got)
+	}
+	rec.Credential = resource.Credential{Source: resource.CredentialEnv, Ref: "DB_PW"}
+	rec.Sealed = nil
+	if created, err := s.PutConnection(ctx, rec); err != nil || created {
+		t.Fatalf("update PutConnection = %v, %v", created, err)
+	}
+	got, _ = s.GetConnection(ctx, "orders-db")
+	if got.Credential.Source != resource.CredentialEnv || got.Credential.Ref != "DB_PW" || len(got.Sealed) != 0 {
+		t.Errorf("after update credential = %+v sealed %x", got.Credential, got.Sealed)
+	}
+	s.PutConnection(ctx, store.ConnectionRecord{Connection: resource.Connection{Name: "cache", Type: resource.TypeRedis, Address: "h:1"}, Credential: resource.Credential{Source: resource.CredentialNone}})
+	list, err := s.ListConnections(ctx)
+	if err != nil || len(list) != 2 || list[0].Name != "cache" {
+		t.Fatalf("ListConnections = %+v, %v", list, err)
+	}
+	if err := s.DeleteConnection(ctx, "cache"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetConnection(ctx, "cache"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetConnection after delete: %v", err)
+	}
+}
+
+func testRefusesPlaintext(t *testing.T, s store.Store) {
+	for _, rec := range []store.ConnectionRecord{
+		{Connection: resource.Connection{Name: "a", Type: resource.TypeRedis, Address: "h:1", Password: "plain"}},
+		{Connection: resource.Connection{Name: "b", Type: resource.TypeRedis, Address: "h:1"}, Credential: resource.Credential{Source: resource.CredentialInline, Inline: "plain"}},
+	} {
+		if _, err := s.PutConnection(ctx, rec); err == nil {
+			t.Errorf("PutConnection(%s) with a plaintext credential succeeded", rec.Name)
+		}
+	}
+	if list, _ := s.ListConnections(ctx); len(list) != 0 {
+		t.Errorf("refused connections were stored: %+v", list)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	tok := store.Token{ID: "t1", Identity: "bot", Role: resource.RoleUser, SecretHash: []byte("hash-bytes-0123456789"), Description: "ci", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateToken(ctx, tok); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("CreateToken for a missing identity: %v, want ErrNotFound", err)
+	}
+	s.PutIdentity(ctx, resource.Identity{Name: "bot", Type: resource.IdentityService})
+	s.PutIdentity(ctx, resource.Identity{Name: "alice", Type: resource.IdentityUser})
+	if err := s.CreateToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx, tok); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("duplicate CreateToken: %v, want ErrConflict", err)
+	}
+	got, err := s.GetToken(ctx, "t1")
+	if err != nil || got.Identity != "bot" || got.Role != resource.RoleUser || !bytes.Equal(got.SecretHash, tok.SecretHash) ||
+		!got.CreatedAt.Equal(now) || !got.ExpiresAt.Equal(tok.ExpiresAt) || !got.RevokedAt.IsZero() || got.Description != "ci" {
+		t.Fatalf("GetToken = %+v, %v", got, err)
+	}
+	s.CreateToken(ctx, store.Token{ID: "t2", Identity: "alice", Role: resource.RoleAdmin, SecretHash: []byte("h2"), CreatedAt: now.Add(time.Second)})
+	if all, err := s.ListTokens(ctx, ""); err != nil || len(all) != 2 {
+		t.Errorf("ListTokens(all) = %d, %v", len(all), err)
+	}
+	if mine, err := s.ListTokens(ctx, "alice"); err != nil || len(mine) != 1 || mine[0].ID != "t2" || !mine[0].ExpiresAt.IsZero() {
+		t.Errorf("ListTokens(alice) = %+v, %v", mine, err)
+	}
+	first := now.Add(time.Minute)
+	if err := s.RevokeToken(ctx, "t1", first); err != nil {
+		t.Fatal(err)
+	}
+	s.RevokeToken(ctx, "t1", first.Add(time.Hour))
+	if got, _ := s.GetToken(ctx, "t1"); !got.RevokedAt.Equal(first) {
+		t.Errorf("RevokedAt = %v, want the first revocation %v", got.RevokedAt, first)
+	}
+	if err := s.RevokeToken(ctx, "nope", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeToken(nope) = %v", err)
+	}
+	if err := s.DeleteIdentity(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetToken(ctx, "t2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("token of a deleted identity survives: %v", err)
+	}
+}
+
+func testTxRollsBack(t *testing.T, s store.Store) {
+	boom := errors.New("boom")
+	err := s.Tx(ctx, func(tx store.Store) error {
+		if _, err := tx.PutIdentity(ctx, resource.Identity{Name: "a", Type: resource.IdentityUser}); err != nil {
+			return err
+		}
+		if _, err := tx.PutConnection(ctx, store.ConnectionRecord{Connection: resource.Connection{Name: "c", Type: resource.TypeRedis, Address: "h:1"}, Credential: resource.Credential{Source: resource.CredentialNone}}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Tx = %v, want boom", err)
+	}
+	ids, _ := s.ListIdentities(ctx)
+	conns, _ := s.ListConnections(ctx)
+	if len(ids)+len(conns) != 0 {
+		t.Errorf("rolled-back writes are visible: %v %v", ids, conns)
+	}
+	err = s.Tx(ctx, func(tx store.Store) error {
+		_, err := tx.PutIdentity(ctx, resource.Identity{Name: "a", Type: resource.IdentityUser})
+		return err
+	})
+	if _, gerr := s.GetIdentity(ctx, "a"); err != nil || gerr != nil {
+		t.Errorf("committed Tx: %v, then GetIdentity: %v", err, gerr)
+	}
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	if _, err := s.GetMeta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetMeta(unset) = %v", err)
+	}
+	s.SetMeta(ctx, "k", "v1")
+	s.SetMeta(ctx, "k", "v2")
+	if v, err := s.GetMeta(ctx, "k"); err != nil || v != "v2" {
+		t.Errorf("GetMeta = %q, %v", v, err)
+	}
+}
+
+func testMigrateIdempotent(t *testing.T, s store.Store) {
+	applied, err := store.Migrate(ctx, s)
+	if err != nil || len(applied) != 0 {
+		t.Errorf("second Migrate applied %v, %v; want nothing", applied, err)
+	}
+	if v, err := store.SchemaVersion(ctx, s); err != nil || v != store.LatestVersion() {
+		t.Errorf("SchemaVersion = %d, %v; want %d", v, err, store.LatestVersion())
+	}
+}
+
+func testConcurrentWriters(t *testing.T, s store.Store) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.PutIdentity(ctx, resource.Identity{Name: fmt.Sprintf("u%d", i), Type: resource.IdentityUser})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Errorf("concurrent PutIdentity: %v", err)
+		}
+	}
+	if ids, _ := s.ListIdentities(ctx); len(ids) != 16 {
+		t.Errorf("ListIdentities after concurrent writes = %d, want 16", len(ids))
+	}
+}
