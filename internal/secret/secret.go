@@ -163,3 +163,9 @@ func Resolve(c resource.Credential, sealed []byte, key *MasterKey, aad []byte) (
 	}
 	return "", fmt.Errorf("credential source %q is unknown", c.Source)
 }
+
+// ConnectionAAD is the associated data that binds a connection's sealed
+// credential to that connection.
+func ConnectionAAD(connection string) []byte {
+	return []byte("gatehouse/connection/" + connection + "/password")
+}
