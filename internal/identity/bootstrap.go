@@ -16,9 +16,12 @@ const AdminIdentity = "admin"
 const bootstrapKey = "bootstrap.admin_token_id"
 
 // Bootstrap creates the admin identity and a non-expiring admin token the
-// first time a store is used. On later calls, or on a store another node
-// already bootstrapped, it returns "" and created=false.
-func Bootstrap(ctx context.Context, st store.Store, now time.Time) (token string, created bool, err error) {
+// first time a store is used, and hands the token to deliver inside the
+// same transaction: if deliver fails (say, the token file cannot be
+// written) nothing is committed and the next start tries again, so the
+// only admin token is never lost. On later calls, or on a store another
+// node already bootstrapped, it does nothing and returns created=false.
+func Bootstrap(ctx context.Context, st store.Store, now time.Time, deliver func(token string) error) (created bool, err error) {
 	err = st.Tx(ctx, func(tx store.Store) error {
 		if _, err := tx.GetMeta(ctx, bootstrapKey); err == nil {
 			return nil
@@ -38,11 +41,14 @@ func Bootstrap(ctx context.Context, st store.Store, now time.Time) (token string
 		if err := tx.SetMeta(ctx, bootstrapKey, rec.ID); err != nil {
 			return err
 		}
-		token, created = tok, true
+		if err := deliver(tok); err != nil {
+			return err
+		}
+		created = true
 		return nil
 	})
 	if err != nil {
-		return "", false, fmt.Errorf("bootstrap admin: %w", err)
+		return false, fmt.Errorf("bootstrap admin: %w", err)
 	}
-	return token, created, nil
+	return created, nil
 }

@@ -110,7 +110,8 @@ func TestAuthenticate(t *testing.T) {
 func TestBootstrap(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	tok, created, err := Bootstrap(ctx, s, time.Now())
+	var tok string
+	created, err := Bootstrap(ctx, s, time.Now(), func(t string) error { tok = t; return nil })
 	if err != nil || !created || tok == "" {
 		t.Fatalf("Bootstrap = %q, %v, %v", tok, created, err)
 	}
@@ -118,9 +119,25 @@ func TestBootstrap(t *testing.T) {
 	if err != nil || p.Role != resource.RoleAdmin || p.Identity.Name != AdminIdentity || !p.ExpiresAt.IsZero() {
 		t.Fatalf("bootstrap token authenticates as %+v, %v", p, err)
 	}
-	tok2, created, err := Bootstrap(ctx, s, time.Now())
-	if err != nil || created || tok2 != "" {
-		t.Errorf("second Bootstrap = %q, %v, %v; want nothing", tok2, created, err)
+	called := false
+	created, err = Bootstrap(ctx, s, time.Now(), func(string) error { called = true; return nil })
+	if err != nil || created || called {
+		t.Errorf("second Bootstrap: created=%v delivered=%v err=%v; want nothing", created, called, err)
+	}
+}
+
+func TestBootstrapDeliveryFailureCommitsNothing(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if _, err := Bootstrap(ctx, s, time.Now(), func(string) error { return errors.New("disk full") }); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Bootstrap with failing delivery = %v", err)
+	}
+	if toks, _ := s.ListTokens(ctx, ""); len(toks) != 0 {
+		t.Fatalf("failed bootstrap left %d tokens", len(toks))
+	}
+	var tok string
+	if created, err := Bootstrap(ctx, s, time.Now(), func(t string) error { tok = t; return nil }); err != nil || !created || tok == "" {
+		t.Errorf("retry Bootstrap = %v, %v", created, err)
 	}
 }
 

@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gatehouse-dev/gatehouse/internal/devca"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+)
+
+// clientOptions are the flags every API client command shares.
+type clientOptions struct {
+	server string
+	token  string
+	ca     string
+}
+
+func (o *clientOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.server, "server", "https://"+server.DefaultAPIAddr, "gateway API URL")
+	fs.StringVar(&o.token, "token", "", "API token (prefer GATEHOUSE_TOKEN: flags are visible to other local users)")
+	fs.StringVar(&o.ca, "ca", "", "CA certificate (PEM) to trust for the gateway (default ./gatehouse-data/ca.pem when it exists)")
+	for _, n := range []string{"server", "token", "ca"} {
+		configFlag(fs, n)
+	}
+}
+
+// apiClient calls the gateway's JSON API.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func (o *clientOptions) client() (*apiClient, error) {
+	base := strings.TrimRight(o.server, "/")
+	if !strings.Contains(base, "://") {
+		base = "https://" + base
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	caPath := o.ca
+	if caPath == "" {
+		if p := filepath.Join(server.DefaultDataDir, devca.CAFile); fileExists(p) {
+			caPath = p
+		}
+	}
+	if caPath != "" {
+		pem, err := os.ReadFile(caPath)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--ca %s holds no PEM certificate", caPath)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return &apiClient{
+		base:  base,
+		token: o.token,
+		http:  &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}},
+	}, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// apiError is an error response from the gateway.
+type apiError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d %s)", e.Message, e.Status, http.StatusText(e.Status))
+}
+
+// do sends a request and decodes a JSON response into out (when non-nil).
+func (c *apiClient) do(ctx context.Context, method, path, contentType string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var uae x509.UnknownAuthorityError
+		if errors.As(err, &uae) {
+			return fmt.Errorf("%s: the gateway's certificate is not trusted: pass --ca DATA_DIR/ca.pem (or set GATEHOUSE_CA)", c.base)
+		}
+		return fmt.Errorf("contact gateway: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if json.Unmarshal(data, &e) != nil || e.Error.Message == "" {
+			e.Error.Message = strings.TrimSpace(string(data))
+		}
+		ae := &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
+			ae.Message += "; pass --token or set GATEHOUSE_TOKEN (the first admin token is in DATA_DIR/admin-token)"
+		}
+		return ae
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return nil
+}
+
+func (c *apiClient) getJSON(ctx context.Context, path string, out any) error {
+	return c.do(ctx, http.MethodGet, path, "", nil, out)
+}

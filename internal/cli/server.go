@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var (
+		cfg       server.Config
+		logLevel  string
+		logFormat string
+	)
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the gateway",
+		Long: `Run the gateway. With no flags it keeps everything in ./gatehouse-data:
+the SQLite store, the master key that encrypts credentials, the audit signing
+key, and a development CA (ca.pem) whose server certificate every listener
+uses. On first start it writes an admin token to DATA_DIR/admin-token.
+
+The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
+--master-key-file; keep it out of the store's backups.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logLevel, logFormat)
+			if err != nil {
+				return usageError{err}
+			}
+			cfg.Log, cfg.Stdout, cfg.Version = log, cmd.OutOrStdout(), version()
+			cfg.MasterKey = os.Getenv("GATEHOUSE_MASTER_KEY")
+			ctx := cmd.Context()
+			g, err := server.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			werr := g.Wait(ctx)
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			if err := g.Shutdown(shutdownCtx); werr == nil && err != nil {
+				werr = fmt.Errorf("shutdown: %w", err)
+			}
+			return werr
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", server.DefaultDataDir, "directory for keys, the dev CA and the embedded store")
+	f.StringVar(&cfg.Store, "store", "", "store: empty for SQLite in the data directory, or postgres://user:pass@host/db")
+	f.StringVar(&cfg.APIAddr, "api-addr", server.DefaultAPIAddr, "HTTPS API listen address")
+	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "private key (PEM) of --tls-cert")
+	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra host names for the dev server certificate")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
+	for _, name := range []string{"data-dir", "store", "api-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
+		configFlag(f, name)
+	}
+	return cmd
+}
+
+func newLogger(w interface{ Write([]byte) (int, error) }, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level %q is invalid (want debug, info, warn or error)", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format %q is invalid (want text or json)", format)
+}

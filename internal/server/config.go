@@ -1,0 +1,99 @@
+// Package server assembles a Gatehouse gateway: configuration, the data
+// directory and its keys, the store, and the listeners, with an orderly
+// start and shutdown.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// Defaults.
+const (
+	DefaultDataDir = "./gatehouse-data"
+	DefaultAPIAddr = "127.0.0.1:8443"
+)
+
+// Files written in the data directory besides devca's.
+const (
+	MasterKeyFile  = "master.key"
+	SigningKeyFile = "signing.key"
+	SigningPubFile = "signing.pub"
+	AdminTokenFile = "admin-token"
+)
+
+// Config configures a gateway. Zero fields take defaults in
+// CheckAndSetDefaults.
+type Config struct {
+	// DataDir holds keys, the dev CA and, by default, the SQLite store.
+	DataDir string
+	// Store is empty for SQLite in DataDir, or a postgres:// URL.
+	Store string
+	// APIAddr is the HTTPS API listener.
+	APIAddr string
+	// MasterKey is a base64 master key given directly (for example from
+	// GATEHOUSE_MASTER_KEY); it wins over MasterKeyFile.
+	MasterKey string
+	// MasterKeyFile defaults to DataDir/master.key, created on first start.
+	MasterKeyFile string
+	// TLSCert and TLSKey replace the dev CA's server certificate.
+	TLSCert, TLSKey string
+	// Hostnames are extra names for the dev server certificate.
+	Hostnames []string
+
+	Log *slog.Logger
+	// Stdout receives the one-time admin token on first start.
+	Stdout io.Writer
+	// Version is reported by /healthz and metrics.
+	Version string
+}
+
+// CheckAndSetDefaults validates the configuration and fills defaults.
+func (c *Config) CheckAndSetDefaults() error {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.APIAddr == "" {
+		c.APIAddr = DefaultAPIAddr
+	}
+	if err := checkListenAddr("api-addr", c.APIAddr); err != nil {
+		return err
+	}
+	if c.MasterKeyFile == "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, MasterKeyFile)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return errors.New("tls-cert and tls-key go together: give both or neither")
+	}
+	if c.Log == nil {
+		c.Log = slog.Default()
+	}
+	if c.Stdout == nil {
+		c.Stdout = os.Stdout
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
+	return nil
+}
+
+func checkListenAddr(flag, addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s %q is invalid: want HOST:PORT such as 127.0.0.1:8443", flag, addr)
+	}
+	if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+		if _, err := net.LookupHost(host); err != nil {
+			return fmt.Errorf("%s %q: host %q does not resolve", flag, addr, host)
+		}
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%s %q: bad port: %v", flag, addr, err)
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+package server
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/devca"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/web"
+)
+
+// Gateway is a started gateway.
+type Gateway struct {
+	cfg        Config
+	Store      store.Store
+	MasterKey  *secret.MasterKey
+	SigningKey ed25519.PrivateKey
+	TLS        *tls.Config
+
+	apiListener net.Listener
+	apiServer   *http.Server
+	serveErr    chan error
+}
+
+// Start prepares the data directory, opens the store, bootstraps the admin
+// token on first start, and starts the listeners. It returns once the
+// gateway accepts connections.
+func Start(ctx context.Context, cfg Config) (*Gateway, error) {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	g := &Gateway{cfg: cfg, serveErr: make(chan error, 1)}
+
+	var err error
+	if g.MasterKey, err = loadMasterKey(cfg); err != nil {
+		return nil, err
+	}
+	var created bool
+	if g.SigningKey, created, err = loadOrCreateSigningKey(filepath.Join(cfg.DataDir, SigningKeyFile), filepath.Join(cfg.DataDir, SigningPubFile)); err != nil {
+		return nil, err
+	} else if created {
+		log.Info("created audit signing key", "public_key", filepath.Join(cfg.DataDir, SigningPubFile))
+	}
+	if g.TLS, err = serverTLS(cfg); err != nil {
+		return nil, err
+	}
+
+	if g.Store, err = store.Open(ctx, cfg.Store, cfg.DataDir); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			g.Store.Close()
+		}
+	}()
+	if err := checkMasterKey(ctx, g.Store, g.MasterKey); err != nil {
+		return nil, err
+	}
+	var adminToken string
+	created, err = identity.Bootstrap(ctx, g.Store, time.Now(), func(token string) error {
+		adminToken = token
+		return writeAdminToken(cfg.DataDir, token)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		fmt.Fprintf(cfg.Stdout, "\nAdmin token (shown once; also saved to %s):\n\n  %s\n\n", filepath.Join(cfg.DataDir, AdminTokenFile), adminToken)
+	}
+
+	api := &web.API{
+		Store: g.Store, Auth: &identity.Authenticator{Store: g.Store}, Key: g.MasterKey,
+		Log: log, Version: cfg.Version,
+	}
+	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
+		return nil, fmt.Errorf("api listener: %w", err)
+	}
+	g.apiServer = &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         g.TLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slogErrorLog(log),
+	}
+	go func() {
+		err := g.apiServer.ServeTLS(g.apiListener, "", "")
+		if !errors.Is(err, http.ErrServerClosed) {
+			g.serveErr <- fmt.Errorf("api server: %w", err)
+		}
+	}()
+	ok = true
+	log.Info("gateway ready", "api", "https://"+g.APIAddr(), "store", g.Store.Backend(),
+		"data_dir", cfg.DataDir, "ca", filepath.Join(cfg.DataDir, devca.CAFile), "master_key_id", g.MasterKey.ID())
+	return g, nil
+}
+
+// APIAddr is the bound API address (useful when configured with port 0).
+func (g *Gateway) APIAddr() string { return g.apiListener.Addr().String() }
+
+// Wait blocks until ctx ends or a listener fails.
+func (g *Gateway) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-g.serveErr:
+		return err
+	}
+}
+
+// Shutdown stops accepting, lets requests in flight finish within the
+// context's deadline, and closes the store.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	err := g.apiServer.Shutdown(ctx)
+	if cerr := g.Store.Close(); err == nil {
+		err = cerr
+	}
+	g.cfg.Log.Info("gateway stopped")
+	return err
+}
+
+func loadMasterKey(cfg Config) (*secret.MasterKey, error) {
+	if cfg.MasterKey != "" {
+		k, err := secret.ParseMasterKey(cfg.MasterKey)
+		if err != nil {
+			return nil, fmt.Errorf("master key from configuration: %w", err)
+		}
+		return k, nil
+	}
+	k, created, err := secret.LoadOrCreateMasterKeyFile(cfg.MasterKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		cfg.Log.Info("created master key; back it up: credentials stored inline cannot be decrypted without it", "file", cfg.MasterKeyFile)
+	}
+	return k, nil
+}
+
+const keyCheckMeta = "master_key_check"
+
+var keyCheckAAD = []byte("gatehouse/master-key-check")
+
+// checkMasterKey refuses to start with a master key other than the one the
+// store's credentials were sealed with, instead of failing later at each
+// decryption.
+func checkMasterKey(ctx context.Context, st store.Store, key *secret.MasterKey) error {
+	v, err := st.GetMeta(ctx, keyCheckMeta)
+	if errors.Is(err, store.ErrNotFound) {
+		sealed, err := key.Seal([]byte(key.ID()), keyCheckAAD)
+		if err != nil {
+			return err
+		}
+		return st.SetMeta(ctx, keyCheckMeta, fmt.Sprintf("%x", sealed))
+	}
+	if err != nil {
+		return fmt.Errorf("read master key check: %w", err)
+	}
+	var sealed []byte
+	if _, err := fmt.Sscanf(v, "%x", &sealed); err != nil {
+		return fmt.Errorf("master key check in store is corrupt: %w", err)
+	}
+	if _, err := key.Open(sealed, keyCheckAAD); err != nil {
+		return fmt.Errorf("the master key (id %s) is not the one this store's credentials were sealed with; start with the original key (master.key or GATEHOUSE_MASTER_KEY)", key.ID())
+	}
+	return nil
+}
+
+func serverTLS(cfg Config) (*tls.Config, error) {
+	var cert tls.Certificate
+	var err error
+	if cfg.TLSCert != "" {
+		if cert, err = tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey); err != nil {
+			return nil, fmt.Errorf("load tls-cert/tls-key: %w", err)
+		}
+	} else {
+		ca, created, err := devca.LoadOrCreate(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			cfg.Log.Info("created development CA; clients trust it with --ca", "ca", filepath.Join(cfg.DataDir, devca.CAFile))
+		}
+		if cert, err = ca.ServerCertificate(cfg.DataDir, devca.DefaultHosts(cfg.Hostnames...)); err != nil {
+			return nil, err
+		}
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// writeAdminToken stores the first admin token in DIR/admin-token (0600).
+func writeAdminToken(dataDir, token string) error {
+	path := filepath.Join(dataDir, AdminTokenFile)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	_, werr := f.WriteString(token + "\n")
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("write admin token: %w", werr)
+	}
+	return nil
+}
