@@ -117,6 +117,7 @@ func decodeDocument(n *yaml.Node) (*Document, error) {
 	case KindIdentity:
 		doc.Name, err = doc.Identity.Name, doc.Identity.Validate()
 	case KindConnection:
+		doc.Connection.PasswordSet = mappingValue(n, "password") != nil
 		doc.Name, err = doc.Connection.Name, doc.Connection.Validate()
 	}
 	if err != nil {

@@ -147,6 +147,12 @@ type Connection struct {
 	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 	Allow    AccessList        `json:"allow,omitzero" yaml:"allow,omitempty"`
 
+	// PasswordSet records whether the applied document had a password
+	// field at all: absent keeps the stored credential (so a document from
+	// `get -o yaml`, which never holds an inline secret, can be edited and
+	// applied again), while password: "" clears it.
+	PasswordSet bool `json:"-" yaml:"-"`
+
 	CredentialSource CredentialSource `json:"credentialSource,omitempty" yaml:"-"`
 	CreatedAt        time.Time        `json:"createdAt,omitzero" yaml:"-"`
 	UpdatedAt        time.Time        `json:"updatedAt,omitzero" yaml:"-"`

@@ -202,6 +202,22 @@ func TestApplyAndSecrecy(t *testing.T) {
 		t.Errorf("sealed credential resolves to %q, %v", pw, err)
 	}
 	_ = m
+
+	// Re-applying without a password field keeps the credential;
+	// password: "" clears it.
+	noPassword := strings.Replace(manifest, "password: hunter2-inline\n", "", 1)
+	if status, _, raw := f.call(t, "POST", "/api/v1/apply", f.admin, noPassword); status != 200 {
+		t.Fatalf("apply without password = %d %s", status, raw)
+	}
+	rec, _ = f.store.GetConnection(context.Background(), "orders-db")
+	if pw, err := secret.Resolve(rec.Credential, rec.Sealed, f.api.Key, secret.ConnectionAAD("orders-db")); err != nil || pw != "hunter2-inline" {
+		t.Errorf("after apply without password the credential is %q, %v; want it kept", pw, err)
+	}
+	cleared := strings.Replace(manifest, "password: hunter2-inline", `password: ""`, 1)
+	f.call(t, "POST", "/api/v1/apply", f.admin, cleared)
+	if rec, _ = f.store.GetConnection(context.Background(), "orders-db"); rec.Credential.Source != resource.CredentialNone || len(rec.Sealed) != 0 {
+		t.Errorf("password: \"\" left credential %+v", rec.Credential)
+	}
 }
 
 func TestApplyWritesNothingOnError(t *testing.T) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -52,7 +53,10 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal
 				}
 			case resource.KindConnection:
 				var rec store.ConnectionRecord
-				if rec, err = a.sealConnection(*d.Connection); err == nil && !dryRun {
+				if rec, err = a.sealConnection(*d.Connection); err == nil && !d.Connection.PasswordSet {
+					err = keepCredential(r.Context(), tx, &rec)
+				}
+				if err == nil && !dryRun {
 					created, err = tx.PutConnection(r.Context(), rec)
 				}
 			}
@@ -96,6 +100,20 @@ func (a *API) sealConnection(c resource.Connection) (store.ConnectionRecord, err
 		rec.Credential.Inline = ""
 	}
 	return rec, nil
+}
+
+// keepCredential carries the stored credential over to a connection applied
+// without a password field.
+func keepCredential(ctx context.Context, tx store.Store, rec *store.ConnectionRecord) error {
+	old, err := tx.GetConnection(ctx, rec.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rec.Credential, rec.Sealed = old.Credential, old.Sealed
+	return nil
 }
 
 // connectionView is what the API returns for a connection: references are
