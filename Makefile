@@ -28,9 +28,13 @@ vet:
 
 # Short fuzzing pass over every parser (FUZZTIME per target).
 FUZZTIME ?= 30s
+FUZZFLAGS = -run=^$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s
 fuzz:
-	$(GO) test -run=^$$ -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./internal/resource
-	$(GO) test -run=^$$ -fuzz=FuzzParseToken -fuzztime=$(FUZZTIME) ./internal/identity
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDecode ./internal/resource
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseToken ./internal/identity
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzReadStartup ./internal/proto/postgres/pgwire
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzChunker ./internal/proto/postgres/pgwire
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire
 
 clean:
 	rm -rf bin

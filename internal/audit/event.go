@@ -1,0 +1,139 @@
+// Package audit records what happened: one versioned Event per login,
+// session and command, appended to a per-node log. This first version
+// writes JSON lines with group commit; the audit issue adds the hash chain,
+// signed checkpoints and write-ahead ordering on top of the same Event.
+package audit
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Version is the event format version.
+const Version = 1
+
+// Event types.
+const (
+	TypeLoginFailed  = "login.failed"
+	TypeSessionOpen  = "session.open"
+	TypeSessionClose = "session.close"
+	TypeCommand      = "command"
+)
+
+// Event is one audit record. Fields are documented because auditors read
+// them directly:
+//
+//	v           format version (1)
+//	seq         position in this node's log, from 1, gap-free
+//	time        UTC with nanoseconds, when the event was appended
+//	node        gateway node that wrote it
+//	type        login.failed, session.open, session.close or command
+//	identity    who acted ("" for a failed login)
+//	session     session id
+//	connection  connection name
+//	protocol    postgres, …
+//	client      client address
+//	command     command text (statement text for SQL)
+//	decision    allow, block or review
+//	rule        rule that decided ("" for the default)
+//	rows        rows returned or affected
+//	sqlstate    error code of a failed command ("" on success)
+//	error       error message of a failed command or login
+//	duration_us duration in microseconds (commands: until the result; sessions: whole session)
+type Event struct {
+	Seq        uint64
+	Time       time.Time
+	Node       string
+	Type       string
+	Identity   string
+	Session    string
+	Connection string
+	Protocol   string
+	Client     string
+	Command    string
+	Decision   string
+	Rule       string
+	Rows       int64
+	SQLState   string
+	Error      string
+	Duration   time.Duration
+}
+
+// AppendJSON appends e as one JSON object, without allocating.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, Version, 10)
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, e.Seq, 10)
+	b = append(b, `,"time":"`...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, '"')
+	b = appendField(b, "node", e.Node)
+	b = appendField(b, "type", e.Type)
+	b = appendField(b, "identity", e.Identity)
+	b = appendField(b, "session", e.Session)
+	b = appendField(b, "connection", e.Connection)
+	b = appendField(b, "protocol", e.Protocol)
+	b = appendField(b, "client", e.Client)
+	b = appendField(b, "command", e.Command)
+	b = appendField(b, "decision", e.Decision)
+	b = appendField(b, "rule", e.Rule)
+	if e.Type == TypeCommand {
+		b = append(b, `,"rows":`...)
+		b = strconv.AppendInt(b, e.Rows, 10)
+	}
+	b = appendField(b, "sqlstate", e.SQLState)
+	b = appendField(b, "error", e.Error)
+	if e.Duration > 0 {
+		b = append(b, `,"duration_us":`...)
+		b = strconv.AppendInt(b, e.Duration.Microseconds(), 10)
+	}
+	return append(b, '}')
+}
+
+func appendField(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return appendString(b, v)
+}
+
+const hex = "0123456789abcdef"
+
+// appendString writes a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
