@@ -34,7 +34,7 @@ func startGateway(t *testing.T) *gateway {
 	done := make(chan int, 1)
 	var stdout, stderr syncBuffer
 	go func() {
-		done <- Run(ctx, []string{"server", "--data-dir", g.dataDir, "--api-addr", g.addr}, nil, &stdout, &stderr)
+		done <- Run(ctx, []string{"server", "--data-dir", g.dataDir, "--api-addr", g.addr, "--postgres-addr", "127.0.0.1:0"}, nil, &stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -194,7 +194,7 @@ func TestApplyRejectsBadFilesWritingNothing(t *testing.T) {
 
 func TestServerExitsOnUnreachableStore(t *testing.T) {
 	port, _ := testenv.FreePort()
-	code, _, errOut := runCLI("", "server", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0",
+	code, _, errOut := runCLI("", "server", "--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0", "--postgres-addr", "off",
 		"--store", fmt.Sprintf("postgres://gh:topsecret@127.0.0.1:%d/gatehouse?connect_timeout=2", port))
 	if code == 0 || !strings.Contains(errOut, "open postgres store") || !strings.Contains(errOut, "connect") {
 		t.Errorf("server with an unreachable store = %d %q; want non-zero naming the cause", code, errOut)

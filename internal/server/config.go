@@ -11,6 +11,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+
+	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
 )
 
 // Defaults.
@@ -36,6 +40,12 @@ type Config struct {
 	Store string
 	// APIAddr is the HTTPS API listener.
 	APIAddr string
+	// PostgresAddr is the PostgreSQL engine's listener; "off" disables it.
+	PostgresAddr string
+	// PostgresMaxMessage caps a PostgreSQL message the gateway reads whole.
+	PostgresMaxMessage int
+	// Node names this gateway in audit events (default: the host name).
+	Node string
 	// MasterKey is a base64 master key given directly (for example from
 	// GATEHOUSE_MASTER_KEY); it wins over MasterKeyFile.
 	MasterKey string
@@ -64,6 +74,25 @@ func (c *Config) CheckAndSetDefaults() error {
 	if err := checkListenAddr("api-addr", c.APIAddr); err != nil {
 		return err
 	}
+	if c.PostgresAddr == "" {
+		c.PostgresAddr = postgres.DefaultAddr
+	}
+	if c.PostgresAddr != "off" {
+		if err := checkListenAddr("postgres-addr", c.PostgresAddr); err != nil {
+			return err
+		}
+	}
+	if c.Node == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "gatehouse"
+		}
+		c.Node = h
+	}
+	if err := resource.ValidateName("node", strings.ToLower(c.Node)); err != nil {
+		return fmt.Errorf("node name: %w", err)
+	}
+	c.Node = strings.ToLower(c.Node)
 	if c.MasterKeyFile == "" {
 		c.MasterKeyFile = filepath.Join(c.DataDir, MasterKeyFile)
 	}

@@ -10,8 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/gate"
+	"github.com/gatehouse-dev/gatehouse/internal/proto"
+	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/devca"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -27,9 +32,16 @@ type Gateway struct {
 	SigningKey ed25519.PrivateKey
 	TLS        *tls.Config
 
+	Audit *audit.Log
+	Gate  *gate.Gate
+
 	apiListener net.Listener
 	apiServer   *http.Server
 	serveErr    chan error
+
+	engineCancel context.CancelFunc
+	engineDone   sync.WaitGroup
+	listeners    map[string]net.Listener
 }
 
 // Start prepares the data directory, opens the store, bootstraps the admin
@@ -83,8 +95,19 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		fmt.Fprintf(cfg.Stdout, "\nAdmin token (shown once; also saved to %s):\n\n  %s\n\n", filepath.Join(cfg.DataDir, AdminTokenFile), adminToken)
 	}
 
+	if g.Audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit"), cfg.Node, log); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			g.Audit.Close()
+		}
+	}()
+	g.Gate = &gate.Gate{Audit: g.Audit, Log: log}
+	auth := &identity.Authenticator{Store: g.Store}
+
 	api := &web.API{
-		Store: g.Store, Auth: &identity.Authenticator{Store: g.Store}, Key: g.MasterKey,
+		Store: g.Store, Auth: auth, Key: g.MasterKey,
 		Log: log, Version: cfg.Version,
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
@@ -97,6 +120,37 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slogErrorLog(log),
 	}
+	// Protocol engines, wired by name in this one place.
+	deps := proto.Deps{Store: g.Store, Auth: auth, Key: g.MasterKey, Gate: g.Gate, TLS: g.TLS, Log: log}
+	engines := map[string]proto.Engine{}
+	if cfg.PostgresAddr != "off" {
+		engines[cfg.PostgresAddr] = postgres.New(deps, postgres.Options{MaxMessageBytes: cfg.PostgresMaxMessage})
+	}
+	g.listeners = map[string]net.Listener{}
+	for addr, e := range engines {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range g.listeners {
+				l.Close()
+			}
+			g.apiListener.Close()
+			return nil, fmt.Errorf("%s listener: %w", e.Name(), err)
+		}
+		g.listeners[e.Name()] = l
+	}
+	var engineCtx context.Context
+	engineCtx, g.engineCancel = context.WithCancel(context.Background())
+	for _, e := range engines {
+		l := g.listeners[e.Name()]
+		g.engineDone.Add(1)
+		go func() {
+			defer g.engineDone.Done()
+			if err := e.Serve(engineCtx, l); err != nil {
+				g.serveErr <- fmt.Errorf("%s engine: %w", e.Name(), err)
+			}
+		}()
+	}
+
 	go func() {
 		err := g.apiServer.ServeTLS(g.apiListener, "", "")
 		if !errors.Is(err, http.ErrServerClosed) {
@@ -104,13 +158,25 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		}
 	}()
 	ok = true
-	log.Info("gateway ready", "api", "https://"+g.APIAddr(), "store", g.Store.Backend(),
-		"data_dir", cfg.DataDir, "ca", filepath.Join(cfg.DataDir, devca.CAFile), "master_key_id", g.MasterKey.ID())
+	attrs := []any{"api", "https://" + g.APIAddr(), "store", g.Store.Backend(), "node", cfg.Node,
+		"data_dir", cfg.DataDir, "ca", filepath.Join(cfg.DataDir, devca.CAFile), "master_key_id", g.MasterKey.ID()}
+	for name, l := range g.listeners {
+		attrs = append(attrs, name, l.Addr().String())
+	}
+	log.Info("gateway ready", attrs...)
 	return g, nil
 }
 
 // APIAddr is the bound API address (useful when configured with port 0).
 func (g *Gateway) APIAddr() string { return g.apiListener.Addr().String() }
+
+// Addr is the bound address of a protocol engine's listener ("" if off).
+func (g *Gateway) Addr(engine string) string {
+	if l, ok := g.listeners[engine]; ok {
+		return l.Addr().String()
+	}
+	return ""
+}
 
 // Wait blocks until ctx ends or a listener fails.
 func (g *Gateway) Wait(ctx context.Context) error {
@@ -126,6 +192,11 @@ func (g *Gateway) Wait(ctx context.Context) error {
 // context's deadline, and closes the store.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	err := g.apiServer.Shutdown(ctx)
+	g.engineCancel()
+	g.engineDone.Wait()
+	if aerr := g.Audit.Close(); err == nil {
+		err = aerr
+	}
 	if cerr := g.Store.Close(); err == nil {
 		err = cerr
 	}

@@ -30,7 +30,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func start(t *testing.T, cfg Config) (*Gateway, string) {
 	t.Helper()
 	var out bytes.Buffer
-	cfg.APIAddr, cfg.Log, cfg.Stdout = "127.0.0.1:0", quietLog(), &out
+	cfg.APIAddr, cfg.PostgresAddr, cfg.Log, cfg.Stdout = "127.0.0.1:0", "127.0.0.1:0", quietLog(), &out
 	g, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
@@ -106,7 +106,7 @@ func TestWrongMasterKeyIsRefused(t *testing.T) {
 	os.Remove(filepath.Join(dir, MasterKeyFile))
 	other := filepath.Join(t.TempDir(), "other.key")
 	secret.LoadOrCreateMasterKeyFile(other)
-	_, err := Start(context.Background(), Config{DataDir: dir, APIAddr: "127.0.0.1:0", MasterKeyFile: other, Log: quietLog(), Stdout: io.Discard})
+	_, err := Start(context.Background(), Config{DataDir: dir, APIAddr: "127.0.0.1:0", PostgresAddr: "off", MasterKeyFile: other, Log: quietLog(), Stdout: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "not the one this store's credentials were sealed with") {
 		t.Fatalf("Start with another master key = %v; want a refusal", err)
 	}
@@ -126,7 +126,7 @@ func TestStartErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.cfg.DataDir, tt.cfg.Log, tt.cfg.Stdout = t.TempDir(), quietLog(), io.Discard
+			tt.cfg.DataDir, tt.cfg.Log, tt.cfg.Stdout, tt.cfg.PostgresAddr = t.TempDir(), quietLog(), io.Discard, "127.0.0.1:0"
 			if tt.cfg.APIAddr == "" {
 				tt.cfg.APIAddr = "127.0.0.1:0"
 			}

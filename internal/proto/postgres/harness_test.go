@@ -1,0 +1,219 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/testenv"
+)
+
+func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+
+// env is one gateway in front of the package's PostgreSQL, with a target
+// database reached through connection "appdb" by a dedicated login role
+// whose password only the gateway knows.
+type env struct {
+	gw         *server.Gateway
+	pg         *testenv.PostgresServer
+	dataDir    string
+	targetDB   string
+	targetPW   string
+	alice, eve string // tokens: alice may use appdb, eve may not
+	expired    string
+}
+
+var (
+	envOnce sync.Once
+	shared  *env
+	envErr  error
+)
+
+// sharedEnv starts the package's gateway once.
+func sharedEnv(t *testing.T) *env {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	envOnce.Do(func() { shared, envErr = newEnv(pg, server.Config{}) })
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	return shared
+}
+
+func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
+	ctx := context.Background()
+	e := &env{pg: pg, targetPW: "TargetPw-" + fmt.Sprint(time.Now().UnixNano())}
+	e.targetDB = fmt.Sprintf("appdb_%d", time.Now().UnixNano())
+	if err := pg.Exec("postgres", "CREATE DATABASE "+e.targetDB); err != nil {
+		return nil, err
+	}
+	role := "app_" + e.targetDB
+	if err := pg.Exec("postgres", fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s'; GRANT ALL ON DATABASE %s TO %s; ALTER DATABASE %s OWNER TO %s",
+		role, e.targetPW, e.targetDB, role, e.targetDB, role)); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "gatehouse-pgengine-")
+	if err != nil {
+		return nil, err
+	}
+	e.dataDir = dir
+	cfg.DataDir, cfg.APIAddr, cfg.PostgresAddr = dir, "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("GATEHOUSE_TEST_LOG") != "" {
+		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	cfg.Stdout = io.Discard
+	if e.gw, err = server.Start(ctx, cfg); err != nil {
+		return nil, err
+	}
+	st := e.gw.Store
+	st.PutIdentity(ctx, resource.Identity{Name: "alice", Type: resource.IdentityUser, Groups: []string{"dba"}})
+	st.PutIdentity(ctx, resource.Identity{Name: "eve", Type: resource.IdentityUser})
+	put := func(name, addr string) error {
+		sealed, err := e.gw.MasterKey.Seal([]byte(e.targetPW), secret.ConnectionAAD(name))
+		if err != nil {
+			return err
+		}
+		_, err = st.PutConnection(ctx, storeRecord(name, addr, e.targetDB, role, sealed, e))
+		return err
+	}
+	if err := put("appdb", pg.Addr()); err != nil {
+		return nil, err
+	}
+	port, _ := testenv.FreePort()
+	if err := put("deadtarget", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		return nil, err
+	}
+	mint := func(who string, ttl time.Duration, at time.Time) string {
+		tok, rec, _ := identity.NewToken(who, resource.RoleUser, ttl, "", at)
+		st.CreateToken(ctx, rec)
+		return tok
+	}
+	e.alice = mint("alice", time.Hour, time.Now())
+	e.eve = mint("eve", time.Hour, time.Now())
+	e.expired = mint("alice", time.Minute, time.Now().Add(-time.Hour))
+	return e, nil
+}
+
+// dsn is a client connection string to the gateway.
+func (e *env) dsn(token, connection, sslmode string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword("whoever", token), Host: e.gw.Addr("postgres"), Path: "/" + connection}
+	q := url.Values{"sslmode": {sslmode}}
+	if sslmode == "verify-full" {
+		q.Set("sslrootcert", filepath.Join(e.dataDir, "ca.pem"))
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// direct is a connection string straight to the target, as the gateway
+// logs in.
+func (e *env) direct() string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword("app_"+e.targetDB, e.targetPW), Host: e.pg.Addr(), Path: "/" + e.targetDB, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+func (e *env) connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", redactDSN(dsn), err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return "?"
+	}
+	return u.Redacted()
+}
+
+// auditEvents reads the gateway's audit log after letting it flush.
+func (e *env) auditEvents(t *testing.T) []map[string]any {
+	t.Helper()
+	time.Sleep(150 * time.Millisecond) // > audit.FlushInterval
+	b, err := os.ReadFile(e.gw.Audit.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var m map[string]any
+		if err := jsonUnmarshal(line, &m); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// recorder is a TCP relay between a client and the gateway that keeps
+// every byte the client receives.
+type recorder struct {
+	l        net.Listener
+	mu       sync.Mutex
+	received bytes.Buffer
+}
+
+func newRecorder(t *testing.T, upstream string) *recorder {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{l: l}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(io.MultiWriter(c, lockedWriter{r}), u); c.Close() }()
+		}
+	}()
+	return r
+}
+
+type lockedWriter struct{ r *recorder }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.r.mu.Lock()
+	defer w.r.mu.Unlock()
+	return w.r.received.Write(p)
+}
+
+func (r *recorder) bytes() []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return bytes.Clone(r.received.Bytes())
+}
+
+func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) || strings.Contains(string(b), s) }

@@ -1,0 +1,494 @@
+package postgres_test
+
+import (
+	"bufio"
+	"crypto/tls"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/testenv"
+)
+
+func storeRecord(name, addr, db, user string, sealed []byte, _ *env) store.ConnectionRecord {
+	return store.ConnectionRecord{
+		Connection: resource.Connection{Name: name, Type: resource.TypePostgres, Address: addr, Database: db, User: user,
+			Allow: resource.AccessList{Groups: []string{"dba"}}},
+		Credential: resource.Credential{Source: resource.CredentialInline},
+		Sealed:     sealed,
+	}
+}
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+var ctx = context.Background()
+
+// TestQueriesMatchDirect runs the same statements directly and through the
+// gateway, in both query protocols, and compares the results.
+func TestQueriesMatchDirect(t *testing.T) {
+	e := sharedEnv(t)
+	direct := e.connect(t, e.direct())
+	direct.Exec(ctx, "CREATE TABLE IF NOT EXISTS items (id int primary key, name text, price numeric)")
+	direct.Exec(ctx, "TRUNCATE items")
+	direct.Exec(ctx, "INSERT INTO items SELECT g, 'item '||g, g*1.5 FROM generate_series(1,100) g")
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		for _, sslmode := range []string{"disable", "verify-full"} {
+			t.Run(fmt.Sprintf("%v/%s", mode, sslmode), func(t *testing.T) {
+				gw := e.connect(t, e.dsn(e.alice, "appdb", sslmode))
+				q := "SELECT id, name, price FROM items WHERE id > $1 ORDER BY id"
+				want := collect(t, direct, mode, q, 90)
+				got := collect(t, gw, mode, q, 90)
+				if want != got || !strings.Contains(got, "item 100") {
+					t.Errorf("through gateway:\n%s\ndirect:\n%s", got, want)
+				}
+				if _, isTLS := gw.PgConn().Conn().(*tls.Conn); isTLS != (sslmode == "verify-full") {
+					t.Errorf("sslmode=%s: connection TLS = %v", sslmode, isTLS)
+				}
+			})
+		}
+	}
+}
+
+func collect(t *testing.T, c *pgx.Conn, mode pgx.QueryExecMode, q string, args ...any) string {
+	t.Helper()
+	rows, err := c.Query(ctx, q, append([]any{mode}, args...)...)
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	defer rows.Close()
+	var sb strings.Builder
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintln(&sb, vals...)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return sb.String()
+}
+
+func TestPipelineWithErrorMatchesDirect(t *testing.T) {
+	e := sharedEnv(t)
+	run := func(c *pgx.Conn) string {
+		b := &pgx.Batch{}
+		b.Queue("SELECT 1")
+		b.Queue("SELECT 1/0")
+		b.Queue("SELECT 3")
+		res := c.SendBatch(ctx, b)
+		var out []string
+		for i := 0; i < 3; i++ {
+			var n int
+			err := res.QueryRow().Scan(&n)
+			out = append(out, fmt.Sprint(n, sqlstate(err)))
+		}
+		res.Close()
+		var after int
+		err := c.QueryRow(ctx, "SELECT 42").Scan(&after)
+		return strings.Join(out, ",") + fmt.Sprint(" then ", after, err)
+	}
+	want := run(e.connect(t, e.direct()))
+	got := run(e.connect(t, e.dsn(e.alice, "appdb", "disable")))
+	if got != want || !strings.Contains(got, "22012") {
+		t.Errorf("pipeline through gateway = %q, direct = %q", got, want)
+	}
+}
+
+func sqlstate(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func TestCopyInAndOut(t *testing.T) {
+	e := sharedEnv(t)
+	gw := e.connect(t, e.dsn(e.alice, "appdb", "verify-full"))
+	if _, err := gw.Exec(ctx, "CREATE TEMP TABLE c (id int, payload text)"); err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]any
+	for i := 0; i < 5000; i++ {
+		rows = append(rows, []any{i, strings.Repeat("p", i%300)})
+	}
+	n, err := gw.CopyFrom(ctx, pgx.Identifier{"c"}, []string{"id", "payload"}, pgx.CopyFromRows(rows))
+	if err != nil || n != 5000 {
+		t.Fatalf("COPY FROM = %d, %v", n, err)
+	}
+	var out strings.Builder
+	tag, err := gw.PgConn().CopyTo(ctx, &out, "COPY (SELECT id, payload FROM c ORDER BY id) TO STDOUT")
+	if err != nil || tag.RowsAffected() != 5000 || strings.Count(out.String(), "\n") != 5000 {
+		t.Fatalf("COPY TO = %v rows, %d lines, %v", tag.RowsAffected(), strings.Count(out.String(), "\n"), err)
+	}
+	// A failing COPY FROM leaves the session usable.
+	_, err = gw.PgConn().CopyFrom(ctx, strings.NewReader("not-a-number\tx\n"), "COPY c FROM STDIN")
+	if sqlstate(err) != "22P02" {
+		t.Errorf("bad COPY = %v, want 22P02", err)
+	}
+	var count int
+	if err := gw.QueryRow(ctx, "SELECT count(*) FROM c").Scan(&count); err != nil || count != 5000 {
+		t.Errorf("after failed COPY: count = %d, %v", count, err)
+	}
+}
+
+func TestListenNotify(t *testing.T) {
+	e := sharedEnv(t)
+	listener := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	if _, err := listener.Exec(ctx, "LISTEN jobs"); err != nil {
+		t.Fatal(err)
+	}
+	notifier := e.connect(t, e.dsn(e.alice, "appdb", "verify-full"))
+	if _, err := notifier.Exec(ctx, "SELECT pg_notify('jobs', 'job-17')"); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := listener.WaitForNotification(wctx)
+	if err != nil || n.Channel != "jobs" || n.Payload != "job-17" {
+		t.Fatalf("notification = %+v, %v", n, err)
+	}
+	// Notices reach the client too.
+	var notices []string
+	cfg, _ := pgx.ParseConfig(e.dsn(e.alice, "appdb", "disable"))
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	c.Exec(ctx, "DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$")
+	if len(notices) != 1 || notices[0] != "hello from plpgsql" {
+		t.Errorf("notices = %q", notices)
+	}
+}
+
+func TestLargeResultStreams(t *testing.T) {
+	e := sharedEnv(t)
+	gw := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	rows, err := gw.Query(ctx, "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, sum := 0, 0
+	for rows.Next() {
+		var g int
+		var s string
+		rows.Scan(&g, &s)
+		n++
+		sum += len(s)
+	}
+	if rows.Err() != nil || n != 100000 || sum != 100000*1000 {
+		t.Fatalf("streamed %d rows, %d bytes, %v", n, sum, rows.Err())
+	}
+	// One value larger than the relay buffers and the message limit for
+	// inspected messages: DataRows stream regardless of size.
+	var big string
+	if err := gw.QueryRow(ctx, "SELECT repeat('y', 20*1024*1024)").Scan(&big); err != nil || len(big) != 20<<20 {
+		t.Fatalf("20 MiB value: %d bytes, %v", len(big), err)
+	}
+}
+
+func TestCancelRequestReachesTarget(t *testing.T) {
+	e := sharedEnv(t)
+	gw := e.connect(t, e.dsn(e.alice, "appdb", "verify-full"))
+	qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := gw.Exec(qctx, "SELECT pg_sleep(30)")
+	if sqlstate(err) != "57014" && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("cancelled pg_sleep = %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	// pgx closes a connection whose query it cancelled; the cancel itself
+	// must have reached the backend: the target shows no pg_sleep running.
+	direct := e.connect(t, e.direct())
+	var running int
+	for i := 0; i < 50; i++ {
+		direct.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'").Scan(&running)
+		if running == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if running != 0 {
+		t.Errorf("pg_sleep still running on the target after cancel")
+	}
+}
+
+func TestCancelWithPgconn(t *testing.T) {
+	e := sharedEnv(t)
+	pc, err := pgconn.Connect(ctx, e.dsn(e.alice, "appdb", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close(ctx)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		pc.CancelRequest(ctx)
+	}()
+	_, err = pc.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+	if sqlstate(err) != "57014" {
+		t.Fatalf("cancelled query = %v; want 57014 query_canceled", err)
+	}
+	// The session goes on after a cancelled statement.
+	res, err := pc.Exec(ctx, "SELECT 7").ReadAll()
+	if err != nil || string(res[0].Rows[0][0]) != "7" {
+		t.Errorf("after cancel: %v %v", res, err)
+	}
+}
+
+// TestLoginErrors checks every refusal is a proper ErrorResponse with the
+// right SQLSTATE, and that the gateway keeps serving afterwards.
+func TestLoginErrors(t *testing.T) {
+	e := sharedEnv(t)
+	tests := []struct {
+		name, dsn, code, msg string
+	}{
+		{"wrong token", e.dsn("gh1_0123456789abcdef_"+strings.Repeat("A", 43), "appdb", "disable"), "28P01", "the token is not valid"},
+		{"not a token", e.dsn("hunter2", "appdb", "disable"), "28P01", "malformed"},
+		{"expired token", e.dsn(e.expired, "appdb", "verify-full"), "28P01", "expired"},
+		{"unknown connection", e.dsn(e.alice, "nosuchdb", "disable"), "3D000", `connection "nosuchdb" does not exist`},
+		{"not permitted", e.dsn(e.eve, "appdb", "disable"), "28000", "may not use connection appdb"},
+		{"unreachable target", e.dsn(e.alice, "deadtarget", "disable"), "08006", "could not connect to the target"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := pgconn.Connect(ctx, tt.dsn)
+			if err == nil {
+				c.Close(ctx)
+				t.Fatal("login succeeded")
+			}
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != tt.code || !strings.Contains(pe.Message, tt.msg) {
+				t.Errorf("login error = %v; want SQLSTATE %s containing %q", err, tt.code, tt.msg)
+			}
+			if pe != nil && pe.Severity != "FATAL" {
+				t.Errorf("severity = %s, want FATAL", pe.Severity)
+			}
+		})
+	}
+	// Still serving.
+	var n int
+	if err := e.connect(t, e.dsn(e.alice, "appdb", "disable")).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Errorf("gateway stopped serving after refusals: %v", err)
+	}
+}
+
+// rawSession opens a TCP connection to the gateway's PostgreSQL listener.
+func rawSession(t *testing.T, e *env) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", e.gw.Addr("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// readError reads one backend message and returns its SQLSTATE and message
+// if it is an ErrorResponse.
+func readError(t *testing.T, r *bufio.Reader) (string, string) {
+	t.Helper()
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	typ, total, _ := pgwire.Header(hdr)
+	frame := append(hdr, make([]byte, total-5)...)
+	io.ReadFull(r, frame[5:])
+	if typ != 'E' {
+		t.Fatalf("got message %q, want ErrorResponse", typ)
+	}
+	code, msg := pgwire.ErrorFields(frame)
+	return string(code), string(msg)
+}
+
+func startup(params ...string) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 0)
+	b = binary.BigEndian.AppendUint32(b, pgwire.ProtocolVersion30)
+	for _, p := range params {
+		b = append(append(b, p...), 0)
+	}
+	b = append(b, 0)
+	binary.BigEndian.PutUint32(b, uint32(len(b)))
+	return b
+}
+
+func TestMalformedInput(t *testing.T) {
+	e := sharedEnv(t)
+	t.Run("bad startup length", func(t *testing.T) {
+		c, r := rawSession(t, e)
+		c.Write([]byte{0, 1, 0, 0, 0, 3, 0, 0})
+		if code, msg := readError(t, r); code != "08P01" || !strings.Contains(msg, "invalid startup packet length") {
+			t.Errorf("= %s %q", code, msg)
+		}
+	})
+	t.Run("protocol 2", func(t *testing.T) {
+		c, r := rawSession(t, e)
+		c.Write([]byte{0, 0, 0, 8, 0, 2, 0, 0})
+		if code, msg := readError(t, r); code != "08P01" || !strings.Contains(msg, "unsupported frontend protocol") {
+			t.Errorf("= %s %q", code, msg)
+		}
+	})
+	t.Run("gssenc refused then startup", func(t *testing.T) {
+		c, r := rawSession(t, e)
+		c.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30})
+		if b, _ := r.ReadByte(); b != 'N' {
+			t.Fatalf("GSSENCRequest answer %q, want N", b)
+		}
+		c.Write(startup("user", "x", "database", "appdb"))
+		hdr := make([]byte, 9)
+		io.ReadFull(r, hdr)
+		if hdr[0] != 'R' || binary.BigEndian.Uint32(hdr[5:]) != 3 {
+			t.Errorf("after GSSENC refusal got %q, want a cleartext password request", hdr)
+		}
+	})
+	t.Run("wrong message instead of password", func(t *testing.T) {
+		c, r := rawSession(t, e)
+		c.Write(startup("user", "x", "database", "appdb"))
+		io.ReadFull(r, make([]byte, 9))
+		c.Write([]byte{'Q', 0, 0, 0, 9, 'x', 'x', 'x', 0})
+		if code, msg := readError(t, r); code != "08P01" || !strings.Contains(msg, "expected a password response") {
+			t.Errorf("= %s %q", code, msg)
+		}
+	})
+	t.Run("oversized password message", func(t *testing.T) {
+		c, r := rawSession(t, e)
+		c.Write(startup("user", "x", "database", "appdb"))
+		io.ReadFull(r, make([]byte, 9))
+		c.Write([]byte{'p', 0x7f, 0, 0, 0})
+		if code, _ := readError(t, r); code != "08P01" {
+			t.Errorf("= %s", code)
+		}
+	})
+	var n int
+	if err := e.connect(t, e.dsn(e.alice, "appdb", "disable")).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Errorf("gateway stopped serving after malformed input: %v", err)
+	}
+}
+
+func TestOversizedMessage(t *testing.T) {
+	pg := testenv.Postgres(t)
+	e, err := newEnv(pg, server.Config{PostgresMaxMessage: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.gw.Shutdown(ctx) })
+	c := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	_, err = c.Exec(ctx, "SELECT '"+strings.Repeat("a", 100<<10)+"'", pgx.QueryExecModeSimpleProtocol)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "54000" || !strings.Contains(pe.Message, "over the gateway's limit of 65536 bytes") {
+		t.Fatalf("oversized query = %v; want 54000 naming the limit", err)
+	}
+	var n int
+	if err := e.connect(t, e.dsn(e.alice, "appdb", "disable")).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Errorf("gateway stopped serving: %v", err)
+	}
+}
+
+// TestClientNeverSeesTargetPassword records every byte the client receives
+// during login and a session: the target password appears nowhere.
+func TestClientNeverSeesTargetPassword(t *testing.T) {
+	e := sharedEnv(t)
+	rec := newRecorder(t, e.gw.Addr("postgres"))
+	dsn := strings.Replace(e.dsn(e.alice, "appdb", "disable"), e.gw.Addr("postgres"), rec.l.Addr().String(), 1)
+	c := e.connect(t, dsn)
+	var user string
+	c.QueryRow(ctx, "SELECT current_user").Scan(&user)
+	c.Exec(ctx, "SELECT * FROM pg_settings")
+	c.Exec(ctx, "SELECT 1/0")
+	c.Close(ctx)
+	got := rec.bytes()
+	if len(got) < 1000 || !contains(got, "app_") {
+		t.Fatalf("recorded only %d bytes (current_user %q): the recorder sees the wrong stream", len(got), user)
+	}
+	if contains(got, e.targetPW) {
+		t.Fatal("the target password reached the client")
+	}
+}
+
+func TestAuditRecordsStatements(t *testing.T) {
+	e := sharedEnv(t)
+	c := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	marker := fmt.Sprintf("audit_marker_%d", time.Now().UnixNano())
+	c.Exec(ctx, "SELECT '"+marker+"' FROM generate_series(1,3)", pgx.QueryExecModeSimpleProtocol)
+	c.Exec(ctx, "SELECT $1::text, '"+marker+"x' FROM generate_series(1,2)", pgx.QueryExecModeExec, "p")
+	c.Exec(ctx, "SELECT 1/0, '"+marker+"y'")
+	var found int
+	for _, ev := range e.auditEvents(t) {
+		cmd, _ := ev["command"].(string)
+		if ev["type"] != "command" || !strings.Contains(cmd, marker) {
+			continue
+		}
+		found++
+		if ev["identity"] != "alice" || ev["connection"] != "appdb" || ev["session"] == "" || ev["decision"] != "allow" {
+			t.Errorf("event %v lacks identity/connection/session/decision", ev)
+		}
+		switch {
+		case strings.Contains(cmd, marker+"y"):
+			if ev["sqlstate"] != "22012" {
+				t.Errorf("failed statement event %v; want sqlstate 22012", ev)
+			}
+		case strings.Contains(cmd, marker+"x"):
+			if ev["rows"] != float64(2) {
+				t.Errorf("extended statement event %v; want rows 2", ev)
+			}
+		default:
+			if ev["rows"] != float64(3) {
+				t.Errorf("simple statement event %v; want rows 3", ev)
+			}
+		}
+		if _, ok := ev["duration_us"]; !ok && ev["sqlstate"] == nil {
+			t.Errorf("event %v has no duration", ev)
+		}
+	}
+	if found != 3 {
+		t.Errorf("found %d command events for the marker, want 3", found)
+	}
+}
+
+func TestPsql(t *testing.T) {
+	e := sharedEnv(t)
+	psql, err := exec.LookPath("psql")
+	if err != nil {
+		t.Fatal("psql not found: install the Debian package postgresql-client (scripts/install-deps)")
+	}
+	for _, sslmode := range []string{"disable", "verify-full"} {
+		t.Run(sslmode, func(t *testing.T) {
+			cmd := exec.Command(psql, e.dsn(e.alice, "appdb", sslmode), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+				"-c", "CREATE TEMP TABLE t (x int)",
+				"-c", "\\copy t FROM PROGRAM 'seq 1 1000'",
+				"-c", "SELECT count(*), sum(x) FROM t",
+				"-c", "\\copy (SELECT x FROM t WHERE x <= 3) TO STDOUT")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "1000|500500") || !strings.Contains(string(out), "1\n2\n3") {
+				t.Errorf("psql = %v\n%s", err, out)
+			}
+		})
+	}
+}

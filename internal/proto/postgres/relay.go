@@ -1,0 +1,354 @@
+package postgres
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/gate"
+	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
+)
+
+// session is one client connection relayed to one target backend.
+type session struct {
+	engine *Engine
+	opts   Options
+	client net.Conn
+	target net.Conn
+	gs     *gate.Session
+	opened bool // the gate recorded session.open
+
+	// pid and key are what the client got in BackendKeyData; the target's
+	// own pair never leaves the gateway.
+	pid, key             uint32
+	targetAddr           string
+	targetPID, targetKey uint32
+	cancelable           bool
+
+	clientMu  sync.Mutex // serialises writes to the client
+	closeOnce sync.Once
+
+	// Owned by the client→target goroutine.
+	stmts   map[string]string // prepared statement name → SQL
+	portals map[string]string // portal name → SQL
+	intern  map[string]string
+	ended   string // why the client side ended
+
+	// Shared: statements sent and not yet answered, oldest first.
+	mu      sync.Mutex
+	pending []pendingCmd
+	head    int
+}
+
+type pendingKind uint8
+
+const (
+	kindSimple  pendingKind = iota // a Query message: one or more statements, answered by ReadyForQuery
+	kindExecute                    // an Execute of the extended protocol
+	kindSync                       // a Sync, answered by ReadyForQuery
+)
+
+type pendingCmd struct {
+	kind  pendingKind
+	text  string
+	start time.Time
+	rows  int64 // finished statements' rows
+	drows int64 // DataRows since the last CommandComplete
+	code  string
+	msg   string
+}
+
+func (s *session) push(p pendingCmd) {
+	s.mu.Lock()
+	if s.head > 0 && s.head == len(s.pending) {
+		s.pending, s.head = s.pending[:0], 0
+	}
+	s.pending = append(s.pending, p)
+	s.mu.Unlock()
+}
+
+// front returns the oldest unanswered command, or nil.
+func (s *session) front() *pendingCmd {
+	if s.head < len(s.pending) {
+		return &s.pending[s.head]
+	}
+	return nil
+}
+
+// run relays until either side ends, then records the session's end.
+func (s *session) run() {
+	s.stmts, s.portals, s.intern = map[string]string{}, map[string]string{}, map[string]string{}
+	done := make(chan string, 1)
+	go func() {
+		reason := s.serverToClient()
+		s.closeBoth()
+		done <- reason
+	}()
+	clientReason := s.clientToServer()
+	s.closeBoth()
+	serverReason := <-done
+	reason := clientReason
+	if reason == "" {
+		reason = serverReason
+	}
+	s.flushPending("session ended before the result arrived")
+	s.engine.deps.Gate.Close(s.gs, reason)
+}
+
+func (s *session) closeBoth() {
+	s.closeOnce.Do(func() {
+		s.client.Close()
+		s.target.Close()
+	})
+}
+
+// shutdown ends the session because the gateway is stopping.
+func (s *session) shutdown() {
+	s.clientMu.Lock()
+	s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, codeAdminShutdown, "terminating connection: the gateway is shutting down", "", ""))
+	s.clientMu.Unlock()
+	s.closeBoth()
+}
+
+func holdClient(t byte) bool { return t != pgwire.MsgCopyData }
+
+func holdServer(t byte) bool { return t != pgwire.MsgDataRow && t != pgwire.MsgCopyData }
+
+// clientToServer forwards client messages, judging each statement on the
+// way. It returns why the client side ended ("" when the target ended it).
+func (s *session) clientToServer() string {
+	ch := pgwire.NewChunker(s.client, s.opts.BufferSize, s.opts.MaxMessageBytes, holdClient)
+	visit := s.visitClient
+	for {
+		run, err := ch.Next(visit)
+		if len(run) > 0 {
+			if _, werr := s.target.Write(run); werr != nil {
+				return ""
+			}
+		}
+		if err != nil {
+			var tl *pgwire.TooLargeError
+			var pe *pgwire.ProtocolError
+			var de *deniedError
+			switch {
+			case errors.As(err, &tl):
+				s.failClient(codeProgramLimit, tl.Error())
+				return "client message over the size limit"
+			case errors.As(err, &pe):
+				s.failClient(codeProtocolViolation, pe.Msg)
+				return "client protocol violation: " + pe.Msg
+			case errors.As(err, &de):
+				s.failClient("42501", de.msg)
+				return "command refused: " + de.msg
+			case s.ended != "":
+				return s.ended
+			}
+			return "client disconnected"
+		}
+	}
+}
+
+// deniedError stops the relay when the gate refuses a command. Until the
+// policy engine lands (with precise per-statement refusal), refusing fails
+// closed: the session ends.
+type deniedError struct{ msg string }
+
+func (e *deniedError) Error() string { return e.msg }
+
+func (s *session) visitClient(frame []byte, whole bool) error {
+	switch frame[0] {
+	case pgwire.MsgQuery:
+		text, err := pgwire.QueryText(frame)
+		if err != nil {
+			return err
+		}
+		return s.decide(kindSimple, s.internText(text))
+	case pgwire.MsgParse:
+		name, text, err := pgwire.ParseFields(frame)
+		if err != nil {
+			return err
+		}
+		sql := s.internText(text)
+		if d := s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: sql}); d.Action != gate.Allow {
+			return &deniedError{msg: d.Message}
+		}
+		s.stmts[string(name)] = sql
+	case pgwire.MsgBind:
+		portal, stmt, err := pgwire.BindNames(frame)
+		if err != nil {
+			return err
+		}
+		s.portals[string(portal)] = s.stmts[string(stmt)]
+	case pgwire.MsgExecute:
+		portal, err := pgwire.ExecutePortal(frame)
+		if err != nil {
+			return err
+		}
+		s.push(pendingCmd{kind: kindExecute, text: s.portals[string(portal)], start: time.Now()})
+	case pgwire.MsgSync:
+		s.push(pendingCmd{kind: kindSync})
+	case 'C': // Close statement or portal
+		kind, name, err := pgwire.CloseTarget(frame)
+		if err != nil {
+			return err
+		}
+		if kind == 'S' {
+			delete(s.stmts, string(name))
+		} else {
+			delete(s.portals, string(name))
+		}
+	case pgwire.MsgTerminate:
+		s.ended = "client terminated the session"
+	}
+	return nil
+}
+
+// decide asks the gate about a simple query and queues it when allowed.
+func (s *session) decide(kind pendingKind, text string) error {
+	d := s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: text})
+	if d.Action != gate.Allow {
+		return &deniedError{msg: d.Message}
+	}
+	s.push(pendingCmd{kind: kind, text: text, start: time.Now()})
+	return nil
+}
+
+// internText returns the statement as a string, sharing one copy among
+// repeats so prepared and repeated statements cost a map lookup.
+func (s *session) internText(b []byte) string {
+	if t, ok := s.intern[string(b)]; ok {
+		return t
+	}
+	t := string(b)
+	if len(s.intern) >= 512 {
+		clear(s.intern)
+	}
+	if len(t) <= 4096 {
+		s.intern[t] = t
+	}
+	return t
+}
+
+// failClient sends a FATAL error to the client; the session then ends.
+func (s *session) failClient(code, msg string) {
+	s.clientMu.Lock()
+	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, code, msg, "", ""))
+	s.clientMu.Unlock()
+}
+
+// serverToClient forwards target messages, matching results to the
+// statements that caused them. It returns why the target side ended.
+func (s *session) serverToClient() string {
+	ch := pgwire.NewChunker(s.target, s.opts.BufferSize, s.opts.MaxMessageBytes, holdServer)
+	visit := s.visitServer
+	for {
+		run, err := ch.Next(visit)
+		if len(run) > 0 {
+			s.clientMu.Lock()
+			_, werr := s.client.Write(run)
+			s.clientMu.Unlock()
+			if werr != nil {
+				return "client disconnected"
+			}
+		}
+		if err != nil {
+			var tl *pgwire.TooLargeError
+			if errors.As(err, &tl) {
+				s.failClient(codeProgramLimit, "the server sent a "+tl.Error())
+				return "server message over the size limit"
+			}
+			return "target closed the connection"
+		}
+	}
+}
+
+func (s *session) visitServer(frame []byte, whole bool) error {
+	switch frame[0] {
+	case pgwire.MsgDataRow:
+		s.mu.Lock()
+		if p := s.front(); p != nil {
+			p.drows++
+		}
+		s.mu.Unlock()
+	case pgwire.MsgCommandComplete:
+		n := pgwire.CommandRows(frame)
+		s.mu.Lock()
+		if p := s.front(); p != nil && p.kind != kindSync {
+			// The tag's count is authoritative (it covers writes, which
+			// return no rows); without one, count the rows sent.
+			if n < 0 {
+				n = p.drows
+			}
+			p.rows += n
+			p.drows = 0
+			if p.kind == kindExecute {
+				s.completeFront()
+			}
+		}
+		s.mu.Unlock()
+	case pgwire.MsgEmptyQuery, pgwire.MsgPortalSuspended:
+		s.mu.Lock()
+		if p := s.front(); p != nil && p.kind == kindExecute {
+			p.rows += p.drows
+			s.completeFront()
+		}
+		s.mu.Unlock()
+	case pgwire.MsgErrorResponse:
+		code, msg := pgwire.ErrorFields(frame)
+		s.mu.Lock()
+		if p := s.front(); p != nil && p.kind != kindSync && p.code == "" {
+			p.code, p.msg = string(code), string(msg)
+			if p.kind == kindExecute {
+				s.completeFront()
+			}
+		}
+		s.mu.Unlock()
+	case pgwire.MsgReadyForQuery:
+		s.mu.Lock()
+		// Everything up to the Sync or Query this answers is finished;
+		// Executes still queued were skipped after an error.
+		for p := s.front(); p != nil; p = s.front() {
+			kind := p.kind
+			if kind == kindExecute && p.code == "" {
+				p.msg = "not executed: an earlier message in the pipeline failed"
+			}
+			s.completeFront()
+			if kind != kindExecute {
+				break
+			}
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// completeFront records and drops the oldest pending command. Sync
+// entries record nothing. Callers hold s.mu.
+func (s *session) completeFront() {
+	p := &s.pending[s.head]
+	s.head++
+	if p.kind == kindSync {
+		return
+	}
+	s.record(p, time.Since(p.start))
+}
+
+func (s *session) record(p *pendingCmd, d time.Duration) {
+	s.engine.deps.Gate.Done(s.gs, &gate.Command{Type: gate.CommandQuery, Text: p.text},
+		gate.Decision{Action: gate.Allow},
+		gate.Result{Rows: p.rows, SQLState: p.code, Error: p.msg, Duration: d})
+}
+
+// flushPending records commands that never got an answer.
+func (s *session) flushPending(why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for p := s.front(); p != nil; p = s.front() {
+		if p.kind != kindSync && p.msg == "" {
+			p.msg = why
+		}
+		s.completeFront()
+	}
+}
