@@ -191,4 +191,3 @@ func ReadAll(r io.Reader) ([]map[string]any, error) {
 		out = append(out, m)
 	}
 }
-

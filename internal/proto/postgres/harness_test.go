@@ -216,4 +216,6 @@ func (r *recorder) bytes() []byte {
 	return bytes.Clone(r.received.Bytes())
 }
 
-func contains(b []byte, s string) bool { return bytes.Contains(b, []byte(s)) || strings.Contains(string(b), s) }
+func contains(b []byte, s string) bool {
+	return bytes.Contains(b, []byte(s)) || strings.Contains(string(b), s)
+}

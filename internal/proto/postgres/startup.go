@@ -254,7 +254,9 @@ func (e *Engine) cancel(pid, key uint32) {
 	e.deps.Log.Info("postgres: cancel forwarded", "session", s.gs.ID)
 }
 
-func putUint32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v) }
+func putUint32(b []byte, v uint32) {
+	b[0], b[1], b[2], b[3] = byte(v>>24), byte(v>>16), byte(v>>8), byte(v)
+}
 
 func isLoopback(a net.Addr) bool {
 	if ta, ok := a.(*net.TCPAddr); ok {
