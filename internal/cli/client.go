@@ -42,6 +42,7 @@ type apiClient struct {
 	base  string
 	token string
 	http  *http.Client
+	tls   *tls.Config // also used by tunnels to the gateway's listeners
 }
 
 func (o *clientOptions) client() (*apiClient, error) {
@@ -73,6 +74,7 @@ func (o *clientOptions) client() (*apiClient, error) {
 	return &apiClient{
 		base:  base,
 		token: o.token,
+		tls:   tlsCfg,
 		http:  &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}},
 	}, nil
 }

@@ -83,6 +83,7 @@ example GATEHOUSE_API_ADDR for --api-addr), then gatehouse.yaml.`,
 		newDeleteCmd(),
 		newTokenCmd(),
 		newWhoamiCmd(),
+		newConnectCmd(),
 	)
 	return root
 }

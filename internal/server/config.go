@@ -44,6 +44,8 @@ type Config struct {
 	PostgresAddr string
 	// PostgresMaxMessage caps a PostgreSQL message the gateway reads whole.
 	PostgresMaxMessage int
+	// DebugAddr, when set, serves Go's pprof profiles (keep it on loopback).
+	DebugAddr string
 	// Node names this gateway in audit events (default: the host name).
 	Node string
 	// MasterKey is a base64 master key given directly (for example from

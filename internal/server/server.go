@@ -157,6 +157,11 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 			g.serveErr <- fmt.Errorf("api server: %w", err)
 		}
 	}()
+	if cfg.DebugAddr != "" {
+		if err := serveDebug(cfg.DebugAddr, log); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	attrs := []any{"api", "https://" + g.APIAddr(), "store", g.Store.Backend(), "node", cfg.Node,
 		"data_dir", cfg.DataDir, "ca", filepath.Join(cfg.DataDir, devca.CAFile), "master_key_id", g.MasterKey.ID()}

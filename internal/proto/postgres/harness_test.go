@@ -219,3 +219,20 @@ func (r *recorder) bytes() []byte {
 func contains(b []byte, s string) bool {
 	return bytes.Contains(b, []byte(s)) || strings.Contains(string(b), s)
 }
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
