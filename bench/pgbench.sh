@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# Compares PostgreSQL reached directly, through pgbouncer and through
+# gatehouse, in one run on this machine. Every scenario runs in interleaved
+# rounds (direct, pgbouncer, gatehouse, direct, …) because the machine is
+# shared and noisy; the report gives medians and each path's ratio to direct.
+#
+#   bench/pgbench.sh                 full matrix (about 25 minutes)
+#   ROUNDS=3 DURATION=8 ONLY='S-simple-c8' bench/pgbench.sh
+#
+# Knobs: ROUNDS (3), DURATION seconds per run (10), SCALE (10), ONLY (a
+# regular expression over scenario names), OUT (report file).
+# Everything binds 127.0.0.1; all servers stop when the script ends.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+SCALE=${SCALE:-10}
+ONLY=${ONLY:-.}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/gatehouse-bench-XXXXXX)
+OUT=${OUT:-$ROOT/bench/results/pgbench-$(date -u +%Y%m%dT%H%M%SZ).md}
+mkdir -p "$(dirname "$OUT")"
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+for b in "$PGBIN/initdb" "$PGBIN/postgres" pgbench pgbouncer psql; do
+  command -v "$b" >/dev/null || { echo "bench: $b not found: run scripts/install-deps" >&2; exit 1; }
+done
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
+  sleep 1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PGPORT=$(free_port); BPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
+PW=bench-$(date +%s)
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+
+echo "bench: starting PostgreSQL on 127.0.0.1:$PGPORT" >&2
+echo "$PW" > "$WORK/pw"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pw"
+as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --pwfile="$WORK/pw" --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C --no-sync >/dev/null
+as_pg "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -c listen_addresses=127.0.0.1 -c unix_socket_directories="$WORK" \
+  -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_connections=300 >"$WORK/postgres.log" 2>&1 &
+PIDS+=($!)
+export PGPASSWORD=$PW PGSSLMODE=disable
+for _ in $(seq 100); do psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+createdb -h 127.0.0.1 -p "$PGPORT" -U bench bench
+pgbench -h 127.0.0.1 -p "$PGPORT" -U bench -i -q -s "$SCALE" bench >/dev/null 2>&1
+
+echo "bench: starting pgbouncer on 127.0.0.1:$BPORT (session pooling)" >&2
+printf '"bench" "%s"\n' "$PW" > "$WORK/userlist.txt"
+cat > "$WORK/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PGPORT dbname=bench
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BPORT
+unix_socket_dir =
+auth_type = plain
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 300
+default_pool_size = 250
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+EOF
+[ "$(id -u)" = 0 ] && chown postgres "$WORK/userlist.txt" "$WORK/pgbouncer.ini"
+as_pg pgbouncer -d "$WORK/pgbouncer.ini"
+sleep 1
+BPID=$(cat "$WORK/pgbouncer.pid")
+
+echo "bench: building and starting gatehouse on 127.0.0.1:$GPORT" >&2
+(cd "$ROOT" && CGO_ENABLED=1 go build -o "$WORK/gatehouse" ./cmd/gatehouse && go build -o "$WORK/idleconns" ./bench/idleconns)
+"$WORK/gatehouse" server --data-dir "$WORK/gh" --api-addr "127.0.0.1:$APORT" --postgres-addr "127.0.0.1:$GPORT" \
+  --log-level warn >"$WORK/gh.out" 2>"$WORK/gh.err" &
+GPID=$!; PIDS+=($GPID)
+for _ in $(seq 100); do [ -s "$WORK/gh/admin-token" ] && break; sleep 0.1; done
+export GATEHOUSE_SERVER=https://127.0.0.1:$APORT GATEHOUSE_CA=$WORK/gh/ca.pem GATEHOUSE_TOKEN=$(cat "$WORK/gh/admin-token")
+"$WORK/gatehouse" apply -f - >/dev/null <<EOF
+kind: Identity
+name: bench
+type: service
+groups: [bench]
+---
+kind: Connection
+name: bench
+type: postgres
+address: 127.0.0.1:$PGPORT
+database: bench
+user: bench
+password: $PW
+allow: {groups: [bench]}
+EOF
+TOKEN=$("$WORK/gatehouse" token create --identity bench --ttl 24h)
+
+cat > "$WORK/large.sql" <<'EOF'
+SELECT * FROM pgbench_accounts LIMIT 10000;
+EOF
+
+# Scenarios: name | pgbench arguments.
+SCENARIOS=()
+for script in S tpcb; do
+  for mode in simple extended; do
+    for c in 1 8 32; do
+      args="-M $mode -c $c -j $(( c < 2 ? 1 : 2 ))"
+      [ "$script" = S ] && args="-S $args"
+      SCENARIOS+=("$script-$mode-c$c|$args")
+    done
+  done
+done
+SCENARIOS+=("large10k-simple-c1|-f $WORK/large.sql -M simple -c 1 -j 1")
+SCENARIOS+=("large10k-simple-c8|-f $WORK/large.sql -M simple -c 8 -j 2")
+SCENARIOS+=("large10k-extended-c8|-f $WORK/large.sql -M extended -c 8 -j 2")
+
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+CLK=$(getconf CLK_TCK)
+
+RAW="$WORK/raw.tsv"
+: > "$RAW"
+run() { # scenario path args
+  local name=$1 path=$2 args=$3 port user pw pid
+  case $path in
+    direct)    port=$PGPORT; user=bench; pw=$PW;    pid= ;;
+    pgbouncer) port=$BPORT;  user=bench; pw=$PW;    pid=$BPID ;;
+    gatehouse) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID ;;
+  esac
+  local t0=0 t1=0
+  [ -n "$pid" ] && t0=$(ticks "$pid")
+  # shellcheck disable=SC2086
+  local out; out=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$DURATION" $args bench 2>&1) || { echo "$out" >&2; return 1; }
+  [ -n "$pid" ] && t1=$(ticks "$pid")
+  local tps lat n us=0
+  tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
+  lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' <<<"$out")
+  n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  [ -z "$pid" ] && us="-"
+  [ -n "$pid" ] && us=$(awk -v d=$((t1 - t0)) -v n="$n" -v clk="$CLK" 'BEGIN { printf "%.1f", d * 1e6 / clk / n }')
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$path" "$tps" "$lat" "$us" >> "$RAW"
+  printf 'bench: %-22s %-9s tps=%-10s lat=%-7sms cpu=%sus/txn\n' "$name" "$path" "$tps" "$lat" "$us" >&2
+}
+
+for sc in "${SCENARIOS[@]}"; do
+  name=${sc%%|*}; args=${sc#*|}
+  [[ $name =~ $ONLY ]] || continue
+  for r in $(seq "$ROUNDS"); do
+    for path in direct pgbouncer gatehouse; do run "$name" "$path" "$args"; done
+  done
+done
+
+# Idle memory per client connection: RSS growth with 200 idle sessions.
+IDLE_NOTE=""
+for path in pgbouncer gatehouse; do
+  case $path in
+    pgbouncer) port=$BPORT; pw=$PW; pid=$BPID; db=bench ;;
+    gatehouse) port=$GPORT; pw=$TOKEN; pid=$GPID; db=bench ;;
+  esac
+  before=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  "$WORK/idleconns" -dsn "postgres://bench:$pw@127.0.0.1:$port/$db?sslmode=disable" -n 200 -hold 4s >/dev/null &
+  holder=$!
+  sleep 3
+  during=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
+  wait "$holder"
+  IDLE_NOTE+="| $path | $(( (during - before) / 200 )) KiB |"$'\n'
+done
+
+{
+  echo "# pgbench: direct vs pgbouncer vs gatehouse"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
+  echo "- PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'), gatehouse $(cd "$ROOT" && git rev-parse --short HEAD)"
+  echo "- scale $SCALE, $ROUNDS interleaved rounds of ${DURATION}s; client, proxies and server share the machine"
+  echo "- gatehouse writes a per-statement audit record for every statement; no TLS on any path (loopback)"
+  echo
+  echo "Medians over rounds. cpu = the proxy process's user+system CPU per transaction. RSS = peak resident memory."
+  echo
+  echo "| scenario | direct tps | pgbouncer tps | gatehouse tps | pgbouncer/direct | gatehouse/direct | pgbouncer cpu µs/txn | gatehouse cpu µs/txn | direct lat ms | pgbouncer lat ms | gatehouse lat ms |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+  python3 - "$RAW" <<'PY'
+import sys, statistics, collections
+rows = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    name, path, tps, lat, us = line.rstrip("\n").split("\t")
+    rows.setdefault(name, collections.defaultdict(list))[path].append((float(tps), float(lat), float(us) if us != "-" else 0.0))
+for name, paths in rows.items():
+    med = {p: tuple(statistics.median(v[i] for v in vals) for i in range(3)) for p, vals in paths.items()}
+    d, b, g = med["direct"], med["pgbouncer"], med["gatehouse"]
+    print(f"| {name} | {d[0]:.0f} | {b[0]:.0f} | {g[0]:.0f} | {b[0]/d[0]:.2f} | {g[0]/d[0]:.2f} | {b[2]:.1f} | {g[2]:.1f} | {d[1]:.3f} | {b[1]:.3f} | {g[1]:.3f} |")
+PY
+  echo
+  echo "Peak RSS: pgbouncer $(hwm "$BPID") KiB, gatehouse $(hwm "$GPID") KiB."
+  echo
+  echo "Idle memory per client connection (RSS growth with 200 idle sessions):"
+  echo
+  echo "| proxy | per connection |"
+  echo "|---|---|"
+  printf '%s' "$IDLE_NOTE"
+} | tee "$OUT"
+echo "bench: report written to $OUT" >&2
