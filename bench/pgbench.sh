@@ -21,35 +21,18 @@ WORK=$(mktemp -d /tmp/gatehouse-bench-XXXXXX)
 OUT=${OUT:-$ROOT/bench/results/pgbench-$(date -u +%Y%m%dT%H%M%SZ).md}
 mkdir -p "$(dirname "$OUT")"
 
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+# shellcheck source=../scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 for b in "$PGBIN/initdb" "$PGBIN/postgres" pgbench pgbouncer psql; do
   command -v "$b" >/dev/null || { echo "bench: $b not found: run scripts/install-deps" >&2; exit 1; }
 done
-
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  [ -f "$WORK/pgbouncer.pid" ] && kill "$(cat "$WORK/pgbouncer.pid")" 2>/dev/null || true
-  sleep 1
-  rm -rf "$WORK"
-}
+cleanup() { stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-PGPORT=$(free_port); BPORT=$(free_port); GPORT=$(free_port); APORT=$(free_port)
-PW=bench-$(date +%s)
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
-
-echo "bench: starting PostgreSQL on 127.0.0.1:$PGPORT" >&2
-echo "$PW" > "$WORK/pw"; [ "$(id -u)" = 0 ] && chown postgres "$WORK/pw"
-as_pg "$PGBIN/initdb" -D "$WORK/pg" -U bench --pwfile="$WORK/pw" --auth-host=scram-sha-256 --auth-local=trust -E UTF8 --locale=C --no-sync >/dev/null
-as_pg "$PGBIN/postgres" -D "$WORK/pg" -p "$PGPORT" -c listen_addresses=127.0.0.1 -c unix_socket_directories="$WORK" \
-  -c fsync=off -c synchronous_commit=off -c shared_buffers=256MB -c max_connections=300 >"$WORK/postgres.log" 2>&1 &
-PIDS+=($!)
+BPORT=$(free_port)
+echo "bench: starting PostgreSQL" >&2
+start_postgres
 export PGPASSWORD=$PW PGSSLMODE=disable
-for _ in $(seq 100); do psql -h 127.0.0.1 -p "$PGPORT" -U bench -d postgres -Atc 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 createdb -h 127.0.0.1 -p "$PGPORT" -U bench bench
 pgbench -h 127.0.0.1 -p "$PGPORT" -U bench -i -q -s "$SCALE" bench >/dev/null 2>&1
 
@@ -75,29 +58,9 @@ as_pg pgbouncer -d "$WORK/pgbouncer.ini"
 sleep 1
 BPID=$(cat "$WORK/pgbouncer.pid")
 
-echo "bench: building and starting gatehouse on 127.0.0.1:$GPORT" >&2
-(cd "$ROOT" && CGO_ENABLED=1 go build -o "$WORK/gatehouse" ./cmd/gatehouse && go build -o "$WORK/idleconns" ./bench/idleconns)
-"$WORK/gatehouse" server --data-dir "$WORK/gh" --api-addr "127.0.0.1:$APORT" --postgres-addr "127.0.0.1:$GPORT" \
-  --log-level warn >"$WORK/gh.out" 2>"$WORK/gh.err" &
-GPID=$!; PIDS+=($GPID)
-for _ in $(seq 100); do [ -s "$WORK/gh/admin-token" ] && break; sleep 0.1; done
-export GATEHOUSE_SERVER=https://127.0.0.1:$APORT GATEHOUSE_CA=$WORK/gh/ca.pem GATEHOUSE_TOKEN=$(cat "$WORK/gh/admin-token")
-"$WORK/gatehouse" apply -f - >/dev/null <<EOF
-kind: Identity
-name: bench
-type: service
-groups: [bench]
----
-kind: Connection
-name: bench
-type: postgres
-address: 127.0.0.1:$PGPORT
-database: bench
-user: bench
-password: $PW
-allow: {groups: [bench]}
-EOF
-TOKEN=$("$WORK/gatehouse" token create --identity bench --ttl 24h)
+echo "bench: building and starting gatehouse" >&2
+start_gatehouse bench
+(cd "$ROOT" && go build -o "$WORK/idleconns" ./bench/idleconns)
 
 cat > "$WORK/large.sql" <<'EOF'
 SELECT * FROM pgbench_accounts LIMIT 10000;

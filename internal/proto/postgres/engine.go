@@ -9,6 +9,7 @@ package postgres
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -51,15 +52,18 @@ type Engine struct {
 	deps proto.Deps
 	opts Options
 
-	mu       sync.Mutex
-	sessions map[uint32]*session // by the process id the gateway gave the client
+	mu sync.Mutex
+	// sessions by the target backend's process id, which the client sees
+	// (as pg_backend_pid() would show it anyway); backends of different
+	// targets may share one, so each id holds a list.
+	sessions map[uint32][]*session
 	wg       sync.WaitGroup
 }
 
 // New returns a PostgreSQL engine.
 func New(deps proto.Deps, opts Options) *Engine {
 	opts.setDefaults()
-	return &Engine{deps: deps, opts: opts, sessions: map[uint32]*session{}}
+	return &Engine{deps: deps, opts: opts, sessions: map[uint32][]*session{}}
 }
 
 // Name implements proto.Engine.
@@ -92,39 +96,59 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
-// register gives a session the process id and secret key the client will
-// use to cancel, and remembers it.
+// register gives a session the cancellation key the client will use with
+// the target's process id, and remembers it. The target's own key never
+// leaves the gateway.
 func (e *Engine) register(s *session) {
-	var b [8]byte
+	var b [4]byte
+	rand.Read(b[:])
+	s.pid, s.key = s.targetPID, binary.BigEndian.Uint32(b[:])
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	for {
-		rand.Read(b[:])
-		pid := binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
-		if _, taken := e.sessions[pid]; pid != 0 && !taken {
-			s.pid, s.key = pid, binary.BigEndian.Uint32(b[4:])
-			e.sessions[pid] = s
-			return
-		}
-	}
+	e.sessions[s.pid] = append(e.sessions[s.pid], s)
+	e.mu.Unlock()
 }
 
 func (e *Engine) unregister(s *session) {
 	e.mu.Lock()
-	delete(e.sessions, s.pid)
-	e.mu.Unlock()
+	defer e.mu.Unlock()
+	list := e.sessions[s.pid]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(e.sessions, s.pid)
+	} else {
+		e.sessions[s.pid] = list
+	}
 }
 
-func (e *Engine) lookup(pid uint32) *session {
+// lookup finds the session a CancelRequest names, comparing keys in
+// constant time.
+func (e *Engine) lookup(pid, key uint32) *session {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.sessions[pid]
+	var found *session
+	var want [4]byte
+	binary.BigEndian.PutUint32(want[:], key)
+	for _, s := range e.sessions[pid] {
+		var have [4]byte
+		binary.BigEndian.PutUint32(have[:], s.key)
+		if subtle.ConstantTimeCompare(want[:], have[:]) == 1 {
+			found = s
+		}
+	}
+	return found
 }
 
 func (e *Engine) closeAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for _, s := range e.sessions {
-		s.shutdown()
+	for _, list := range e.sessions {
+		for _, s := range list {
+			s.shutdown()
+		}
 	}
 }

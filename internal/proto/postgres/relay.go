@@ -19,8 +19,9 @@ type session struct {
 	gs     *gate.Session
 	opened bool // the gate recorded session.open
 
-	// pid and key are what the client got in BackendKeyData; the target's
-	// own pair never leaves the gateway.
+	// pid (the target backend's) and key (the gateway's) are what the
+	// client got in BackendKeyData; the target's own key never leaves the
+	// gateway.
 	pid, key             uint32
 	targetAddr           string
 	targetPID, targetKey uint32

@@ -3,7 +3,6 @@ package postgres
 import (
 	"bufio"
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -231,14 +230,8 @@ func readPassword(r io.Reader) (string, error) {
 // cancel forwards a client's CancelRequest to the session's target backend
 // when the key matches. Like PostgreSQL, it never answers.
 func (e *Engine) cancel(pid, key uint32) {
-	s := e.lookup(pid)
-	if s == nil {
-		return
-	}
-	var a, b [4]byte
-	putUint32(a[:], key)
-	putUint32(b[:], s.key)
-	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 || !s.cancelable {
+	s := e.lookup(pid, key)
+	if s == nil || !s.cancelable {
 		return
 	}
 	c, err := net.DialTimeout("tcp", s.targetAddr, dialTimeout)
