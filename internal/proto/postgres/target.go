@@ -82,6 +82,13 @@ func (e *Engine) dialTarget(ctx context.Context, rec store.ConnectionRecord, st 
 		e.deps.Log.Warn("postgres: target unreachable", "connection", rec.Name, "err", scrub(err.Error(), password))
 		return nil, fatal(codeConnectionFailure, "could not connect to the target of connection %q at %s", rec.Name, rec.Address)
 	}
+	// pgconn may have a background reader in the middle of a read (it
+	// starts one when a write is slow); SyncConn stops it and drains its
+	// buffers, or it would steal the target's next message from the relay.
+	if err := pc.SyncConn(dctx); err != nil {
+		pc.Close(ctx)
+		return nil, fatal(codeConnectionFailure, "could not take over the connection to the target of %q", rec.Name)
+	}
 	h, err := pc.Hijack()
 	if err != nil {
 		pc.Close(ctx)
