@@ -241,7 +241,14 @@ func TestCancelRequestReachesTarget(t *testing.T) {
 
 func TestCancelWithPgconn(t *testing.T) {
 	e := sharedEnv(t)
-	pc, err := pgconn.Connect(ctx, e.dsn(e.alice, "appdb", "disable"))
+	assertCancels(t, e.dsn(e.alice, "appdb", "disable"))
+}
+
+// assertCancels connects to dsn, cancels a long pg_sleep with a
+// CancelRequest, and checks the session goes on afterwards.
+func assertCancels(t *testing.T, dsn string) {
+	t.Helper()
+	pc, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +261,6 @@ func TestCancelWithPgconn(t *testing.T) {
 	if sqlstate(err) != "57014" {
 		t.Fatalf("cancelled query = %v; want 57014 query_canceled", err)
 	}
-	// The session goes on after a cancelled statement.
 	res, err := pc.Exec(ctx, "SELECT 7").ReadAll()
 	if err != nil || string(res[0].Rows[0][0]) != "7" {
 		t.Errorf("after cancel: %v %v", res, err)

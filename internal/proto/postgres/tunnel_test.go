@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/gatehouse-dev/gatehouse/internal/cli"
 )
 
@@ -53,19 +51,7 @@ func TestGatehouseConnect(t *testing.T) {
 		t.Fatalf("through the tunnel: database %q user %q, %v", db, user, err)
 	}
 
-	pc, err := pgconn.Connect(ctx, local)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close(ctx)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		pc.CancelRequest(ctx)
-	}()
-	_, err = pc.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
-	if sqlstate(err) != "57014" {
-		t.Errorf("cancel through the tunnel: %v; want 57014", err)
-	}
+	assertCancels(t, local)
 
 	psql, err := exec.LookPath("psql")
 	if err != nil {
