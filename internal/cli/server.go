@@ -58,7 +58,6 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringVar(&cfg.PostgresAddr, "postgres-addr", postgres.DefaultAddr, `PostgreSQL listener ("off" disables it)`)
 	f.IntVar(&cfg.PostgresMaxMessage, "postgres-max-message", postgres.DefaultMaxMessageBytes, "largest PostgreSQL message (bytes) the gateway reads whole")
 	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go pprof profiles here (no authentication: use loopback)")
-	f.BoolVar(&cfg.PostgresBlockingIO, "postgres-blocking-io", false, "relay plaintext PostgreSQL sessions with blocking system calls, one thread per direction")
 	f.StringVar(&cfg.Node, "node", "", "node name in audit events (default: the host name)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")
@@ -66,7 +65,7 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra host names for the dev server certificate")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "postgres-blocking-io", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
+	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
 		configFlag(f, name)
 	}
 	return cmd

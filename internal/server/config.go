@@ -42,9 +42,6 @@ type Config struct {
 	APIAddr string
 	// PostgresAddr is the PostgreSQL engine's listener; "off" disables it.
 	PostgresAddr string
-	// PostgresBlockingIO relays plaintext PostgreSQL sessions with blocking
-	// system calls instead of Go's network poller.
-	PostgresBlockingIO bool
 	// PostgresMaxMessage caps a PostgreSQL message the gateway reads whole.
 	PostgresMaxMessage int
 	// DebugAddr, when set, serves Go's pprof profiles (keep it on loopback).

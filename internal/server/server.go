@@ -124,7 +124,7 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	deps := proto.Deps{Store: g.Store, Auth: auth, Key: g.MasterKey, Gate: g.Gate, TLS: g.TLS, Log: log}
 	engines := map[string]proto.Engine{}
 	if cfg.PostgresAddr != "off" {
-		engines[cfg.PostgresAddr] = postgres.New(deps, postgres.Options{MaxMessageBytes: cfg.PostgresMaxMessage, BlockingIO: cfg.PostgresBlockingIO})
+		engines[cfg.PostgresAddr] = postgres.New(deps, postgres.Options{MaxMessageBytes: cfg.PostgresMaxMessage})
 	}
 	g.listeners = map[string]net.Listener{}
 	for addr, e := range engines {

@@ -36,9 +36,6 @@ type Options struct {
 	MaxMessageBytes int
 	// BufferSize is each direction's read buffer.
 	BufferSize int
-	// BlockingIO relays plaintext TCP with blocking system calls on one
-	// thread per direction instead of Go's network poller (blocking.go).
-	BlockingIO bool
 }
 
 func (o *Options) setDefaults() {

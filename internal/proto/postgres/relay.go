@@ -2,10 +2,8 @@ package postgres
 
 import (
 	"errors"
-	"io"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/gate"
@@ -31,10 +29,6 @@ type session struct {
 
 	clientMu  sync.Mutex // serialises writes to the client
 	closeOnce sync.Once
-
-	// The byte streams the relay uses: the connections themselves, or
-	// blocking sockets over them (see blocking.go).
-	clientIO, targetIO io.ReadWriter
 
 	// Owned by the client→target goroutine.
 	stmts   map[string]string // prepared statement name → SQL
@@ -86,25 +80,6 @@ func (s *session) front() *pendingCmd {
 // run relays until either side ends, then records the session's end.
 func (s *session) run() {
 	s.stmts, s.portals, s.intern = map[string]string{}, map[string]string{}, map[string]string{}
-	s.clientMu.Lock()
-	s.clientIO, s.targetIO = s.client, s.target
-	var blocking []*blockingSocket
-	if s.opts.BlockingIO {
-		if b := newBlockingSocket(s.client); b != nil {
-			s.clientIO, blocking = b, append(blocking, b)
-		}
-		if b := newBlockingSocket(s.target); b != nil {
-			s.targetIO, blocking = b, append(blocking, b)
-		}
-	}
-	s.clientMu.Unlock()
-	// Sockets are closed only once both directions have stopped using
-	// them, so no thread can read an fd number already reused.
-	defer func() {
-		for _, b := range blocking {
-			b.Close()
-		}
-	}()
 	done := make(chan string, 1)
 	go func() {
 		reason := s.serverToClient()
@@ -122,34 +97,18 @@ func (s *session) run() {
 	s.engine.deps.Gate.Close(s.gs, reason)
 }
 
-// closeBoth ends both directions: connections the poller serves are
-// closed; blocking sockets are shut down, which wakes their readers.
 func (s *session) closeBoth() {
 	s.closeOnce.Do(func() {
-		for _, rw := range []io.ReadWriter{s.clientIO, s.targetIO} {
-			if b, ok := rw.(*blockingSocket); ok {
-				syscall.Shutdown(b.fd, syscall.SHUT_RDWR)
-			} else if c, ok := rw.(net.Conn); ok {
-				c.Close()
-			}
-		}
+		s.client.Close()
+		s.target.Close()
 	})
 }
 
 // shutdown ends the session because the gateway is stopping.
 func (s *session) shutdown() {
 	s.clientMu.Lock()
-	if s.clientIO == nil { // still logging in
-		s.clientMu.Unlock()
-		return
-	}
-	if b, ok := s.clientIO.(*blockingSocket); ok {
-		tv := syscall.Timeval{Sec: 1}
-		syscall.SetsockoptTimeval(b.fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	} else {
-		s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	}
-	s.clientIO.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, codeAdminShutdown, "terminating connection: the gateway is shutting down", "", ""))
+	s.client.SetWriteDeadline(time.Now().Add(time.Second))
+	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, codeAdminShutdown, "terminating connection: the gateway is shutting down", "", ""))
 	s.clientMu.Unlock()
 	s.closeBoth()
 }
@@ -161,12 +120,12 @@ func holdServer(t byte) bool { return t != pgwire.MsgDataRow && t != pgwire.MsgC
 // clientToServer forwards client messages, judging each statement on the
 // way. It returns why the client side ended ("" when the target ended it).
 func (s *session) clientToServer() string {
-	ch := pgwire.NewChunker(s.clientIO, s.opts.BufferSize, s.opts.MaxMessageBytes, holdClient)
+	ch := pgwire.NewChunker(s.client, s.opts.BufferSize, s.opts.MaxMessageBytes, holdClient)
 	visit := s.visitClient
 	for {
 		run, err := ch.Next(visit)
 		if len(run) > 0 {
-			if _, werr := s.targetIO.Write(run); werr != nil {
+			if _, werr := s.target.Write(run); werr != nil {
 				return ""
 			}
 		}
@@ -276,20 +235,20 @@ func (s *session) internText(b []byte) string {
 // failClient sends a FATAL error to the client; the session then ends.
 func (s *session) failClient(code, msg string) {
 	s.clientMu.Lock()
-	s.clientIO.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, code, msg, "", ""))
+	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, code, msg, "", ""))
 	s.clientMu.Unlock()
 }
 
 // serverToClient forwards target messages, matching results to the
 // statements that caused them. It returns why the target side ended.
 func (s *session) serverToClient() string {
-	ch := pgwire.NewChunker(s.targetIO, s.opts.BufferSize, s.opts.MaxMessageBytes, holdServer)
+	ch := pgwire.NewChunker(s.target, s.opts.BufferSize, s.opts.MaxMessageBytes, holdServer)
 	visit := s.visitServer
 	for {
 		run, err := ch.Next(visit)
 		if len(run) > 0 {
 			s.clientMu.Lock()
-			_, werr := s.clientIO.Write(run)
+			_, werr := s.client.Write(run)
 			s.clientMu.Unlock()
 			if werr != nil {
 				return "client disconnected"
