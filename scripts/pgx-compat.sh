@@ -49,7 +49,10 @@ def outcomes(path):
         except ValueError:
             continue
         if ev.get("Test") and ev.get("Action") in ("pass", "fail", "skip"):
-            out[(ev["Package"].replace("github.com/jackc/pgx/v5", "pgx"), ev["Test"])] = ev["Action"]
+            # Some subtest names embed random temporary paths: normalise
+            # long digit runs so both runs name the same test alike.
+            name = re.sub(r"\d{6,}", "N", ev["Test"])
+            out[(ev["Package"].replace("github.com/jackc/pgx/v5", "pgx"), name)] = ev["Action"]
     return out
 direct, gw = outcomes(sys.argv[1]), outcomes(sys.argv[2])
 expected = set(re.findall(r"^\| `([^`]+)` \|", open(sys.argv[3]).read(), re.M))
