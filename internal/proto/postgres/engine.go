@@ -57,13 +57,17 @@ type Engine struct {
 	// (as pg_backend_pid() would show it anyway); backends of different
 	// targets may share one, so each id holds a list.
 	sessions map[uint32][]*session
-	wg       sync.WaitGroup
+	// loggingIn holds connections still in the startup phase, so shutdown
+	// can close them too.
+	loggingIn map[net.Conn]struct{}
+	stopping  bool
+	wg        sync.WaitGroup
 }
 
 // New returns a PostgreSQL engine.
 func New(deps proto.Deps, opts Options) *Engine {
 	opts.setDefaults()
-	return &Engine{deps: deps, opts: opts, sessions: map[uint32][]*session{}}
+	return &Engine{deps: deps, opts: opts, sessions: map[uint32][]*session{}, loggingIn: map[net.Conn]struct{}{}}
 }
 
 // Name implements proto.Engine.
@@ -143,9 +147,29 @@ func (e *Engine) lookup(pid, key uint32) *session {
 	return found
 }
 
+// trackLogin remembers a connection in the startup phase; it reports false
+// when the engine is already stopping.
+func (e *Engine) trackLogin(c net.Conn, on bool) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !on {
+		delete(e.loggingIn, c)
+		return true
+	}
+	if e.stopping {
+		return false
+	}
+	e.loggingIn[c] = struct{}{}
+	return true
+}
+
 func (e *Engine) closeAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.stopping = true
+	for c := range e.loggingIn {
+		c.Close()
+	}
 	for _, list := range e.sessions {
 		for _, s := range list {
 			s.shutdown()

@@ -498,3 +498,35 @@ func TestPsql(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownClosesSessionsAndLogins stops a gateway holding one live
+// session and one client idle in the startup phase: both end at once and
+// the live client is told why.
+func TestShutdownClosesSessionsAndLogins(t *testing.T) {
+	pg := testenv.Postgres(t)
+	e, err := newEnv(pg, server.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	idle, err := net.Dial("tcp", e.gw.Addr("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	start := time.Now()
+	if err := e.gw.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %v with a client idle in startup", d)
+	}
+	_, err = live.Exec(ctx, "SELECT 1")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57P01" {
+		// The notice may race the close; a closed connection is acceptable.
+		if err == nil {
+			t.Error("the live session still works after shutdown")
+		}
+	}
+}

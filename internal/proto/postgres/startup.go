@@ -50,7 +50,11 @@ func (e *Engine) handle(ctx context.Context, conn net.Conn) {
 	defer conn.Close()
 	log := e.deps.Log.With("client", conn.RemoteAddr().String())
 	conn.SetDeadline(time.Now().Add(startupTimeout))
+	if !e.trackLogin(conn, true) {
+		return
+	}
 	s, err := e.startup(ctx, conn)
+	e.trackLogin(conn, false)
 	if err != nil {
 		var ce *clientError
 		if errors.As(err, &ce) {
