@@ -297,6 +297,22 @@ func TestLoginErrors(t *testing.T) {
 			}
 		})
 	}
+	// Every refusal left evidence.
+	events := e.auditEvents(t)
+	var failed, blocked int
+	unknownSeen := false
+	for _, ev := range events {
+		switch {
+		case ev["type"] == "login.failed":
+			failed++
+			unknownSeen = unknownSeen || ev["connection"] == "nosuchdb"
+		case ev["type"] == "session.open" && ev["decision"] == "block":
+			blocked++
+		}
+	}
+	if failed < 4 || blocked < 1 || !unknownSeen {
+		t.Errorf("audit holds %d login.failed and %d blocked session.open events; want >= 4 (three bad tokens, one unknown connection) and >= 1", failed, blocked)
+	}
 	// Still serving.
 	var n int
 	if err := e.connect(t, e.dsn(e.alice, "appdb", "disable")).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {

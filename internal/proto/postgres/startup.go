@@ -119,6 +119,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	s := &session{engine: e, client: client, opts: e.opts}
 	remote := conn.RemoteAddr().String()
 	if !isTLS && !isLoopback(conn.RemoteAddr()) {
+		e.deps.Gate.LoginFailed("postgres", remote, st.Get("database"), "TLS required for a non-loopback client")
 		return s, &clientError{code: codeInvalidAuthSpec, msg: "the gateway requires TLS for connections that are not from loopback",
 			hint: "connect with sslmode=require (or verify-full with the gateway's CA)"}
 	}
@@ -151,6 +152,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 
 	rec, err := e.deps.Store.GetConnection(ctx, connName)
 	if errors.Is(err, store.ErrNotFound) {
+		e.deps.Gate.LoginFailed("postgres", remote, connName, "identity "+principal.Identity.Name+": no such connection")
 		return s, fatal(codeInvalidCatalogName, "connection %q does not exist", connName)
 	}
 	if err != nil {
@@ -158,6 +160,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 		return s, fatal(codeConnectionFailure, "the gateway cannot read its connections right now; try again")
 	}
 	if rec.Type != resource.TypePostgres {
+		e.deps.Gate.LoginFailed("postgres", remote, connName, "identity "+principal.Identity.Name+": not a postgres connection")
 		return s, fatal(codeInvalidCatalogName, "connection %q is a %s connection, not postgres", connName, rec.Type)
 	}
 	s.gs = &gate.Session{
