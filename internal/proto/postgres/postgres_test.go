@@ -20,6 +20,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
@@ -544,5 +545,33 @@ func TestShutdownClosesSessionsAndLogins(t *testing.T) {
 		if err == nil {
 			t.Error("the live session still works after shutdown")
 		}
+	}
+}
+
+// TestLostTargetIsReported cuts the network between the gateway and the
+// target mid-session: the client gets a FATAL 08006 naming the connection,
+// not a bare closed socket.
+func TestLostTargetIsReported(t *testing.T) {
+	e := sharedEnv(t)
+	cut := newCutter(t, e.pg.Addr())
+	rec, err := e.gw.Store.GetConnection(ctx, "appdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := e.gw.MasterKey.Seal([]byte(e.targetPW), secret.ConnectionAAD("flaky"))
+	rec.Name, rec.Address, rec.Sealed = "flaky", cut.l.Addr().String(), sealed
+	if _, err := e.gw.Store.PutConnection(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(t, e.dsn(e.alice, "flaky", "disable"))
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	cut.cut()
+	time.Sleep(200 * time.Millisecond)
+	_, err = c.Exec(ctx, "SELECT 1")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "08006" || !strings.Contains(pe.Message, "connection flaky") {
+		t.Fatalf("after the target was cut: %v; want FATAL 08006 naming the connection", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/gate"
@@ -27,8 +28,9 @@ type session struct {
 	targetPID, targetKey uint32
 	cancelable           bool
 
-	clientMu  sync.Mutex // serialises writes to the client
-	closeOnce sync.Once
+	clientMu   sync.Mutex // serialises writes to the client
+	closeOnce  sync.Once
+	clientGone atomic.Bool // the client side ended first
 
 	// Owned by the client→target goroutine.
 	stmts   map[string]string // prepared statement name → SQL
@@ -87,6 +89,7 @@ func (s *session) run() {
 		done <- reason
 	}()
 	clientReason := s.clientToServer()
+	s.clientGone.Store(true)
 	s.closeBoth()
 	serverReason := <-done
 	reason := clientReason
@@ -259,6 +262,12 @@ func (s *session) serverToClient() string {
 			if errors.As(err, &tl) {
 				s.failClient(codeProgramLimit, "the server sent a "+tl.Error())
 				return "server message over the size limit"
+			}
+			// The target went away without a word (PostgreSQL itself sends
+			// a FATAL first). Tell the client, unless a message is half
+			// forwarded: a torn stream is all it can get then.
+			if ch.AtBoundary() && !s.clientGone.Load() {
+				s.failClient(codeConnectionFailure, "lost the connection to the target of connection "+s.gs.Connection.Name)
 			}
 			return "target closed the connection"
 		}

@@ -53,6 +53,11 @@ func (c *Chunker) Next(visit Visitor) ([]byte, error) {
 // Buffered reports how many bytes are read but not yet returned.
 func (c *Chunker) Buffered() int { return c.end - c.start }
 
+// AtBoundary reports whether everything returned so far ends on a message
+// boundary, so the reader's peer may be sent a message of the gateway's
+// own without corrupting the stream.
+func (c *Chunker) AtBoundary() bool { return c.stream == 0 && c.start == c.end }
+
 func (c *Chunker) scan(visit Visitor) ([]byte, error) {
 	pos := c.start
 	if c.stream > 0 {
