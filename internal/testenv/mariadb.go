@@ -2,7 +2,6 @@ package testenv
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,8 +14,7 @@ import (
 // MariaDBServer is a running MariaDB server with a password-authenticated
 // account that may do anything, reachable over TCP.
 type MariaDBServer struct {
-	Host     string
-	Port     int
+	Endpoint
 	User     string
 	Password string
 	Socket   string // root's socket, for set-up
@@ -31,9 +29,6 @@ func MariaDB(t testing.TB) *MariaDBServer {
 	t.Helper()
 	return mariaOnce.get(t, startMariaDB)
 }
-
-// Addr is host:port.
-func (s *MariaDBServer) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // DSN is a go-sql-driver/mysql style address for database.
 func (s *MariaDBServer) DSN(database string) string {
@@ -113,7 +108,7 @@ func startMariaDB() (*MariaDBServer, error) {
 		stop()
 		return nil, err
 	}
-	s := &MariaDBServer{Host: "127.0.0.1", Port: port, User: "gatehouse", Password: randomHex(16), Socket: sock, Dir: dir, client: client}
+	s := &MariaDBServer{Endpoint: loopback(port), User: "gatehouse", Password: randomHex(16), Socket: sock, Dir: dir, client: client}
 	if err := rootSQL(fmt.Sprintf("CREATE USER 'gatehouse'@'%%' IDENTIFIED BY '%s'; GRANT ALL ON *.* TO 'gatehouse'@'%%' WITH GRANT OPTION;", s.Password)); err != nil {
 		stop()
 		return nil, fmt.Errorf("testenv: mariadb set-up: %w", err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,8 +20,7 @@ import (
 // PostgresServer is a running PostgreSQL cluster. Its superuser logs in over
 // TCP with a password (SCRAM-SHA-256), as a gateway would.
 type PostgresServer struct {
-	Host     string
-	Port     int
+	Endpoint
 	User     string
 	Password string
 	Dir      string // data directory's parent; logs are in Dir/postgres.log
@@ -35,9 +33,6 @@ func Postgres(t testing.TB) *PostgresServer {
 	t.Helper()
 	return pgOnce.get(t, startPostgres)
 }
-
-// Addr is host:port.
-func (s *PostgresServer) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // DSN is a URL for database as the superuser.
 func (s *PostgresServer) DSN(database string) string {
@@ -125,7 +120,7 @@ func startPostgres() (*PostgresServer, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("testenv: start postgres: %w", err)
 	}
-	s := &PostgresServer{Host: "127.0.0.1", Port: port, User: "gatehouse", Password: pw, Dir: dir}
+	s := &PostgresServer{Endpoint: loopback(port), User: "gatehouse", Password: pw, Dir: dir}
 	stop := func() {
 		p.stop(syscall.SIGINT, 10*time.Second) // SIGINT: fast shutdown
 		os.RemoveAll(dir)

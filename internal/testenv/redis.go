@@ -15,8 +15,7 @@ import (
 
 // RedisServer is a running Redis server that requires a password.
 type RedisServer struct {
-	Host     string
-	Port     int
+	Endpoint
 	Password string
 	Dir      string
 }
@@ -28,9 +27,6 @@ func Redis(t testing.TB) *RedisServer {
 	t.Helper()
 	return redisOnce.get(t, startRedis)
 }
-
-// Addr is host:port.
-func (s *RedisServer) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // Do authenticates and sends one command, returning the first reply line
 // (RESP2 simple forms: +OK, -ERR …, :1, $3 followed by the bulk string).
@@ -81,7 +77,7 @@ func startRedis() (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &RedisServer{Host: "127.0.0.1", Port: port, Password: randomHex(16), Dir: dir}
+	s := &RedisServer{Endpoint: loopback(port), Password: randomHex(16), Dir: dir}
 	logPath := filepath.Join(dir, "redis.log")
 	cmd, err := command(nil, logPath, bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--dir", dir, "--requirepass", s.Password, "--save", "", "--appendonly", "no",

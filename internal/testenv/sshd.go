@@ -18,8 +18,7 @@ import (
 // SSHServer is a running OpenSSH sshd that admits the current OS user with
 // a generated ed25519 key.
 type SSHServer struct {
-	Host string
-	Port int
+	Endpoint
 	// User is the OS user the client logs in as.
 	User string
 	// KeyFile is the client's private key; KnownHosts pins the host key.
@@ -36,9 +35,6 @@ func SSHD(t testing.TB) *SSHServer {
 	t.Helper()
 	return sshOnce.get(t, startSSHD)
 }
-
-// Addr is host:port.
-func (s *SSHServer) Addr() string { return net.JoinHostPort(s.Host, strconv.Itoa(s.Port)) }
 
 // Run executes a command on the server with the OpenSSH client and returns
 // its combined output.
@@ -146,7 +142,7 @@ LogLevel VERBOSE
 		return nil, err
 	}
 	onStop(stop)
-	return &SSHServer{Host: "127.0.0.1", Port: port, User: u.Username, KeyFile: clientKey, KnownHosts: knownHosts, Dir: dir, ssh: sshBin}, nil
+	return &SSHServer{Endpoint: loopback(port), User: u.Username, KeyFile: clientKey, KnownHosts: knownHosts, Dir: dir, ssh: sshBin}, nil
 }
 
 // banner succeeds once the server greets with an SSH-2.0 identification.

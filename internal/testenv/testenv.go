@@ -104,6 +104,17 @@ func lookBin(name, pkg string, dirs ...string) (string, error) {
 	return "", &MissingBinaryError{Binary: name, Package: pkg}
 }
 
+// Endpoint is where a server listens.
+type Endpoint struct {
+	Host string
+	Port int
+}
+
+// Addr is host:port.
+func (e Endpoint) Addr() string { return net.JoinHostPort(e.Host, strconv.Itoa(e.Port)) }
+
+func loopback(port int) Endpoint { return Endpoint{Host: "127.0.0.1", Port: port} }
+
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

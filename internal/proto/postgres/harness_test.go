@@ -168,41 +168,46 @@ func (e *env) auditEvents(t *testing.T) []map[string]any {
 	return out
 }
 
-// recorder is a TCP relay between a client and the gateway that keeps
-// every byte the client receives.
-type recorder struct {
+// relay is a TCP relay to upstream for tests: it keeps every byte the
+// client receives, and can cut all its connections at once (standing for a
+// network failure).
+type relay struct {
 	l        net.Listener
 	mu       sync.Mutex
+	conns    []net.Conn
 	received bytes.Buffer
 }
 
-func newRecorder(t *testing.T, upstream string) *recorder {
+func newRelay(t *testing.T, upstream string) *relay {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &recorder{l: l}
-	t.Cleanup(func() { l.Close() })
+	r := &relay{l: l}
+	t.Cleanup(func() { l.Close(); r.cut() })
 	go func() {
 		for {
-			c, err := l.Accept()
+			in, err := l.Accept()
 			if err != nil {
 				return
 			}
-			u, err := net.Dial("tcp", upstream)
+			out, err := net.Dial("tcp", upstream)
 			if err != nil {
-				c.Close()
+				in.Close()
 				continue
 			}
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(io.MultiWriter(c, lockedWriter{r}), u); c.Close() }()
+			r.mu.Lock()
+			r.conns = append(r.conns, in, out)
+			r.mu.Unlock()
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(io.MultiWriter(in, lockedWriter{r}), out); in.Close() }()
 		}
 	}()
 	return r
 }
 
-type lockedWriter struct{ r *recorder }
+type lockedWriter struct{ r *relay }
 
 func (w lockedWriter) Write(p []byte) (int, error) {
 	w.r.mu.Lock()
@@ -210,10 +215,22 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.r.received.Write(p)
 }
 
-func (r *recorder) bytes() []byte {
+// bytes is everything clients have received so far.
+func (r *relay) bytes() []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return bytes.Clone(r.received.Bytes())
+}
+
+// cut resets every connection.
+func (r *relay) cut() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
+	r.conns = nil
 }
 
 func contains(b []byte, s string) bool {
@@ -235,51 +252,4 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// cutter is a TCP relay to upstream whose connections can be cut at once,
-// standing for a network failure between the gateway and the target.
-type cutter struct {
-	l     net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func newCutter(t *testing.T, upstream string) *cutter {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cutter{l: l}
-	t.Cleanup(func() { l.Close(); c.cut() })
-	go func() {
-		for {
-			in, err := l.Accept()
-			if err != nil {
-				return
-			}
-			out, err := net.Dial("tcp", upstream)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, in, out)
-			c.mu.Unlock()
-			go io.Copy(out, in)
-			go io.Copy(in, out)
-		}
-	}()
-	return c
-}
-
-func (c *cutter) cut() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, x := range c.conns {
-		x.(*net.TCPConn).SetLinger(0)
-		x.Close()
-	}
-	c.conns = nil
 }

@@ -438,7 +438,7 @@ func TestOversizedMessage(t *testing.T) {
 // during login and a session: the target password appears nowhere.
 func TestClientNeverSeesTargetPassword(t *testing.T) {
 	e := sharedEnv(t)
-	rec := newRecorder(t, e.gw.Addr("postgres"))
+	rec := newRelay(t, e.gw.Addr("postgres"))
 	dsn := strings.Replace(e.dsn(e.alice, "appdb", "disable"), e.gw.Addr("postgres"), rec.l.Addr().String(), 1)
 	c := e.connect(t, dsn)
 	var user string
@@ -553,7 +553,7 @@ func TestShutdownClosesSessionsAndLogins(t *testing.T) {
 // not a bare closed socket.
 func TestLostTargetIsReported(t *testing.T) {
 	e := sharedEnv(t)
-	cut := newCutter(t, e.pg.Addr())
+	cut := newRelay(t, e.pg.Addr())
 	rec, err := e.gw.Store.GetConnection(ctx, "appdb")
 	if err != nil {
 		t.Fatal(err)
