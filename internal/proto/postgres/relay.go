@@ -18,7 +18,6 @@ type session struct {
 	client net.Conn
 	target net.Conn
 	gs     *gate.Session
-	opened bool // the gate recorded session.open
 
 	// pid (the target backend's) and key (the gateway's) are what the
 	// client got in BackendKeyData; the target's own key never leaves the

@@ -170,12 +170,10 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	if d := e.deps.Gate.Connect(s.gs); d.Action != gate.Allow {
 		return s, fatal(codeInvalidAuthSpec, "access to connection %q denied: %s", connName, d.Message)
 	}
-	s.opened = true
 
 	target, err := e.dialTarget(ctx, rec, st)
 	if err != nil {
 		e.deps.Gate.Close(s.gs, "target login failed: "+err.Error())
-		s.opened = false
 		return s, err
 	}
 	s.target = target.conn
