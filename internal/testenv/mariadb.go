@@ -88,15 +88,6 @@ func startMariaDB() (*MariaDBServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(cmd)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("testenv: start mariadbd: %w", err)
-	}
-	stop := func() {
-		p.stop(syscall.SIGTERM, 15*time.Second)
-		os.RemoveAll(dir)
-	}
 	rootSQL := func(sql string) error {
 		out, err := exec.Command(client, "--no-defaults", "-S", sock, "-u", "root", "-e", sql).CombinedOutput()
 		if err != nil {
@@ -104,8 +95,8 @@ func startMariaDB() (*MariaDBServer, error) {
 		}
 		return nil
 	}
-	if err := waitReady("mariadb", p, logPath, 60*time.Second, func() error { return rootSQL("SELECT 1") }); err != nil {
-		stop()
+	stop, err := serve("mariadb", cmd, dir, logPath, syscall.SIGTERM, 15*time.Second, 60*time.Second, func() error { return rootSQL("SELECT 1") })
+	if err != nil {
 		return nil, err
 	}
 	s := &MariaDBServer{Endpoint: loopback(port), User: "gatehouse", Password: randomHex(16), Socket: sock, Dir: dir, client: client}

@@ -115,18 +115,10 @@ func startPostgres() (*PostgresServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(cmd)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("testenv: start postgres: %w", err)
-	}
 	s := &PostgresServer{Endpoint: loopback(port), User: "gatehouse", Password: pw, Dir: dir}
-	stop := func() {
-		p.stop(syscall.SIGINT, 10*time.Second) // SIGINT: fast shutdown
-		os.RemoveAll(dir)
-	}
-	if err := waitReady("postgres", p, logPath, 60*time.Second, func() error { return s.Exec("postgres", "SELECT 1") }); err != nil {
-		stop()
+	// SIGINT: PostgreSQL's fast shutdown.
+	stop, err := serve("postgres", cmd, dir, logPath, syscall.SIGINT, 10*time.Second, 60*time.Second, func() error { return s.Exec("postgres", "SELECT 1") })
+	if err != nil {
 		return nil, err
 	}
 	onStop(stop)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -85,23 +84,14 @@ func startRedis() (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(cmd)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("testenv: start redis-server: %w", err)
-	}
-	stop := func() {
-		p.stop(syscall.SIGTERM, 10*time.Second)
-		os.RemoveAll(dir)
-	}
-	if err := waitReady("redis", p, logPath, 30*time.Second, func() error {
+	stop, err := serve("redis", cmd, dir, logPath, syscall.SIGTERM, 10*time.Second, 30*time.Second, func() error {
 		reply, err := s.Do("PING")
 		if err == nil && reply != "+PONG" {
 			return fmt.Errorf("PING = %q", reply)
 		}
 		return err
-	}); err != nil {
-		stop()
+	})
+	if err != nil {
 		return nil, err
 	}
 	onStop(stop)

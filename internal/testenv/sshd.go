@@ -127,18 +127,9 @@ LogLevel VERBOSE
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProcess(cmd)
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("testenv: start sshd: %w", err)
-	}
-	stop := func() {
-		p.stop(syscall.SIGTERM, 10*time.Second)
-		os.RemoveAll(dir)
-	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := waitReady("sshd", p, logPath, 30*time.Second, func() error { return banner(addr) }); err != nil {
-		stop()
+	stop, err := serve("sshd", cmd, dir, logPath, syscall.SIGTERM, 10*time.Second, 30*time.Second, func() error { return banner(addr) })
+	if err != nil {
 		return nil, err
 	}
 	onStop(stop)

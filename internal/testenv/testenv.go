@@ -236,6 +236,26 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	syscall.Kill(-pgid, syscall.SIGKILL) // any straggler children
 }
 
+// serve starts cmd, a server whose data lives in dir, and waits until
+// ready succeeds. stop shuts it down with sig (killing the group after
+// grace) and removes dir; on failure serve has already done both.
+func serve(what string, cmd *exec.Cmd, dir, logPath string, sig syscall.Signal, grace, timeout time.Duration, ready func() error) (stop func(), err error) {
+	p, err := startProcess(cmd)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("testenv: start %s: %w", what, err)
+	}
+	stop = func() {
+		p.stop(sig, grace)
+		os.RemoveAll(dir)
+	}
+	if err := waitReady(what, p, logPath, timeout, ready); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
 // waitReady polls ready until it succeeds, the process dies, or timeout.
 func waitReady(what string, p *process, logPath string, timeout time.Duration, ready func() error) error {
 	deadline := time.Now().Add(timeout)
