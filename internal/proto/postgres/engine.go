@@ -106,16 +106,16 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener) error {
 func (e *Engine) register(s *session) {
 	var b [4]byte
 	rand.Read(b[:])
-	s.pid, s.key = s.targetPID, binary.BigEndian.Uint32(b[:])
+	s.key = binary.BigEndian.Uint32(b[:])
 	e.mu.Lock()
-	e.sessions[s.pid] = append(e.sessions[s.pid], s)
+	e.sessions[s.targetPID] = append(e.sessions[s.targetPID], s)
 	e.mu.Unlock()
 }
 
 func (e *Engine) unregister(s *session) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	list := e.sessions[s.pid]
+	list := e.sessions[s.targetPID]
 	for i, x := range list {
 		if x == s {
 			list = append(list[:i], list[i+1:]...)
@@ -123,9 +123,9 @@ func (e *Engine) unregister(s *session) {
 		}
 	}
 	if len(list) == 0 {
-		delete(e.sessions, s.pid)
+		delete(e.sessions, s.targetPID)
 	} else {
-		e.sessions[s.pid] = list
+		e.sessions[s.targetPID] = list
 	}
 }
 

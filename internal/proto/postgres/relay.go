@@ -19,10 +19,10 @@ type session struct {
 	target net.Conn
 	gs     *gate.Session
 
-	// pid (the target backend's) and key (the gateway's) are what the
-	// client got in BackendKeyData; the target's own key never leaves the
+	// The client's BackendKeyData holds targetPID (the backend's real
+	// process id) and key (the gateway's); targetKey never leaves the
 	// gateway.
-	pid, key             uint32
+	key                  uint32
 	targetAddr           string
 	targetPID, targetKey uint32
 	cancelable           bool
@@ -36,6 +36,10 @@ type session struct {
 	portals map[string]string // portal name → SQL
 	intern  map[string]string
 	ended   string // why the client side ended
+
+	// Owned by the target→client goroutine: DataRows since the last
+	// statement ended. Counting them takes no lock.
+	dataRows int64
 
 	// Shared: statements sent and not yet answered, oldest first.
 	mu      sync.Mutex
@@ -56,7 +60,6 @@ type pendingCmd struct {
 	text  string
 	start time.Time
 	rows  int64 // finished statements' rows
-	drows int64 // DataRows since the last CommandComplete
 	code  string
 	msg   string
 }
@@ -276,22 +279,18 @@ func (s *session) serverToClient() string {
 func (s *session) visitServer(frame []byte, whole bool) error {
 	switch frame[0] {
 	case pgwire.MsgDataRow:
-		s.mu.Lock()
-		if p := s.front(); p != nil {
-			p.drows++
-		}
-		s.mu.Unlock()
+		s.dataRows++
+		return nil
 	case pgwire.MsgCommandComplete:
+		// The tag's count is authoritative (it covers writes, which
+		// return no rows); without one, count the rows sent.
 		n := pgwire.CommandRows(frame)
+		if n < 0 {
+			n = s.dataRows
+		}
 		s.mu.Lock()
 		if p := s.front(); p != nil && p.kind != kindSync {
-			// The tag's count is authoritative (it covers writes, which
-			// return no rows); without one, count the rows sent.
-			if n < 0 {
-				n = p.drows
-			}
 			p.rows += n
-			p.drows = 0
 			if p.kind == kindExecute {
 				s.completeFront()
 			}
@@ -300,7 +299,7 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 	case pgwire.MsgEmptyQuery, pgwire.MsgPortalSuspended:
 		s.mu.Lock()
 		if p := s.front(); p != nil && p.kind == kindExecute {
-			p.rows += p.drows
+			p.rows += s.dataRows
 			s.completeFront()
 		}
 		s.mu.Unlock()
@@ -329,7 +328,11 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 			}
 		}
 		s.mu.Unlock()
+	default:
+		return nil
 	}
+	// Every case above ends a statement (or the target's answer to one).
+	s.dataRows = 0
 	return nil
 }
 

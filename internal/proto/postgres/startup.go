@@ -191,7 +191,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	for _, k := range names {
 		out = pgwire.AppendParameterStatus(out, k, target.params[k])
 	}
-	out = pgwire.AppendBackendKeyData(out, s.pid, s.key)
+	out = pgwire.AppendBackendKeyData(out, s.targetPID, s.key)
 	out = pgwire.AppendReadyForQuery(out, target.txStatus)
 	if _, err := client.Write(out); err != nil {
 		e.unregister(s)
