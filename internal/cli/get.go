@@ -34,11 +34,13 @@ func parseAPIKind(s string) (apiKind, error) {
 	}
 	k, err := resource.ParseKind(s)
 	if err != nil {
-		return apiKind{}, usageError{fmt.Errorf("unknown kind %q (known kinds: connections, identities, groups, tokens)", s)}
+		return apiKind{}, usageError{fmt.Errorf("unknown kind %q (known kinds: connections, identities, policies, groups, tokens)", s)}
 	}
 	switch k {
 	case resource.KindConnection:
 		return apiKind{"connection", "connections", k}, nil
+	case resource.KindPolicy:
+		return apiKind{"policy", "policies", k}, nil
 	default:
 		return apiKind{"identity", "identities", k}, nil
 	}
@@ -51,8 +53,9 @@ func newGetCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "get KIND [NAME]",
-		Short: "List or show connections, identities, groups or tokens",
+		Short: "List or show connections, identities, policies, groups or tokens",
 		Example: `  gatehouse get connections
+  gatehouse get policy production -o yaml
   gatehouse get connection orders-db -o yaml
   gatehouse get identities -o json`,
 		Args: cobra.RangeArgs(1, 2),
@@ -107,13 +110,22 @@ func printResult(w io.Writer, k apiKind, single bool, raw json.RawMessage, outpu
 		if err := json.Unmarshal(raw, &cs); err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "NAME\tTYPE\tADDRESS\tUSER\tDATABASE\tCREDENTIAL\tALLOW")
+		fmt.Fprintln(tw, "NAME\tTYPE\tADDRESS\tUSER\tDATABASE\tCREDENTIAL\tDEFAULT")
 		for _, c := range cs {
 			cred := string(c.CredentialSource)
 			if c.Password != "" {
 				cred = c.Password
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, c.Address, dash(c.User), dash(c.Database), cred, allowSummary(c.Allow))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Type, c.Address, dash(c.User), dash(c.Database), cred, dash(string(c.DefaultAction)))
+		}
+	case "policies":
+		var ps []resource.Policy
+		if err := json.Unmarshal(raw, &ps); err != nil {
+			return err
+		}
+		fmt.Fprintln(tw, "NAME\tCONNECTIONS\tPRESETS\tRULES")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", p.Name, selectorSummary(p.Connections), dash(strings.Join(p.Presets, ",")), len(p.Rules))
 		}
 	case "identities":
 		var ids []resource.Identity
@@ -154,13 +166,15 @@ func printTokens(tw *tabwriter.Writer, ts []web.TokenInfo) {
 	}
 }
 
-func allowSummary(a resource.AccessList) string {
-	var parts []string
-	for _, g := range a.Groups {
-		parts = append(parts, "group:"+g)
+func selectorSummary(s resource.Selector) string {
+	parts := append([]string(nil), s.Names...)
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
 	}
-	for _, i := range a.Identities {
-		parts = append(parts, i)
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+"="+s.Labels[k])
 	}
 	return dash(strings.Join(parts, ","))
 }

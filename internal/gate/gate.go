@@ -8,10 +8,14 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/sqlparse"
 )
 
 // Action is what a decision tells the engine to do.
@@ -33,8 +37,8 @@ type Decision struct {
 
 // Command types.
 const (
-	CommandConnect = "connect"
-	CommandQuery   = "query"
+	CommandConnect = policy.CommandConnect
+	CommandQuery   = policy.CommandQuery
 )
 
 // Command is the unit policy judges.
@@ -43,6 +47,12 @@ type Command struct {
 	// Text is the command as the client sent it (a SQL statement or
 	// several, for a simple query).
 	Text string
+	// LegacyStrings is set when the target reads backslashes in string
+	// literals as escapes (standard_conforming_strings off).
+	LegacyStrings bool
+	// SQL is the classification Decide judged; nil until then, and for
+	// commands judged with no rules in force.
+	SQL *sqlparse.Result
 }
 
 // Result is what a command did.
@@ -54,6 +64,7 @@ type Result struct {
 }
 
 // Session is one identity using one connection over one client connection.
+// Decide and Done are called from one goroutine per session.
 type Session struct {
 	ID         string
 	Identity   resource.Identity
@@ -61,6 +72,16 @@ type Session struct {
 	Protocol   string
 	Client     string
 	Start      time.Time
+
+	// The rules in force and decisions kept per classification; rebuilt
+	// when the policy set changes.
+	gen       uint64
+	rules     []*policy.Rule
+	cacheable bool
+	decisions map[*sqlparse.Result]Decision
+	input     policy.Input
+	// prepared holds the session's SQL-level prepared statements.
+	prepared sqlparse.Prepared
 }
 
 // Auditor receives audit events; *audit.Log is one.
@@ -72,6 +93,26 @@ type Auditor interface {
 type Gate struct {
 	Audit Auditor
 	Log   *slog.Logger
+	// Classifier classifies SQL; nil means one of ClassifierEntries.
+	Classifier *sqlparse.Classifier
+
+	classifierOnce sync.Once
+	policies       atomic.Pointer[policy.Set]
+}
+
+// ClassifierEntries bounds the shared classification cache.
+const ClassifierEntries = 50_000
+
+// SetPolicies replaces the policy set; sessions pick it up at their next
+// command.
+func (g *Gate) SetPolicies(s *policy.Set) { g.policies.Store(s) }
+
+// Policies returns the policy set in force.
+func (g *Gate) Policies() *policy.Set {
+	if s := g.policies.Load(); s != nil {
+		return s
+	}
+	return policy.NewSet(0, nil)
 }
 
 // NewSessionID returns a random session id.
@@ -81,18 +122,47 @@ func NewSessionID() string {
 	return hex.EncodeToString(b)
 }
 
-// Connect decides whether the session may open. Until access rules arrive
-// with policy, a connection's allow list decides; the decision is audited.
-func (g *Gate) Connect(s *Session) Decision {
-	d := Decision{Action: Allow, Rule: "connection.allow"}
-	if !s.Connection.Allow.Permits(s.Identity) {
-		d = Decision{Action: Block, Rule: "connection.allow",
-			Message: "identity " + s.Identity.Name + " may not use connection " + s.Connection.Name}
+// Access decides whether an identity may open a session on a connection,
+// by the access rules (command.type == "connect") in force. It records
+// nothing: Connect does, and the API uses Access to show each identity the
+// connections it may use.
+func (g *Gate) Access(id resource.Identity, c resource.Connection) Decision {
+	in := policy.Input{Identity: policyIdentity(id), Connection: policyConnection(c),
+		Command: policy.Command{Type: CommandConnect}, Time: policy.Now()}
+	d := fromPolicy(policy.Evaluate(g.Policies().For(c), &in, c.DefaultAction))
+	if d.Action == Review {
+		// Access grants arrive with reviews; until then a review at
+		// connect time refuses, so nothing opens unapproved.
+		d.Action = Block
+		d.Message = "access needs an approved grant (" + d.Message + "); this gateway cannot grant it yet"
 	}
+	return d
+}
+
+// Connect decides whether the session may open and records the decision.
+func (g *Gate) Connect(s *Session) Decision {
+	d := g.Access(s.Identity, s.Connection)
+	if d.Action == Block && d.Message == "" {
+		d.Message = "identity " + s.Identity.Name + " may not use connection " + s.Connection.Name
+	}
+	s.prepared = sqlparse.Prepared{}
+	s.input = policy.Input{Identity: policyIdentity(s.Identity), Connection: policyConnection(s.Connection)}
 	e := g.event(s, audit.TypeSessionOpen)
 	e.Decision, e.Rule, e.Error = string(d.Action), d.Rule, d.Message
 	g.Audit.Append(e)
 	return d
+}
+
+func policyIdentity(id resource.Identity) policy.Identity {
+	return policy.Identity{Name: id.Name, Kind: string(id.Type), Groups: id.Groups}
+}
+
+func policyConnection(c resource.Connection) policy.Connection {
+	return policy.Connection{Name: c.Name, Type: string(c.Type), Labels: c.Labels}
+}
+
+func fromPolicy(d policy.Decision) Decision {
+	return Decision{Action: Action(d.Action), Rule: d.Rule, Message: d.Message}
 }
 
 // LoginFailed records a failed authentication; identity may be empty.
@@ -100,15 +170,83 @@ func (g *Gate) LoginFailed(protocol, client, connection, reason string) {
 	g.Audit.Append(audit.Event{Type: audit.TypeLoginFailed, Protocol: protocol, Client: client, Connection: connection, Error: reason})
 }
 
-// Decide judges one command. Until the policy issue lands it allows all.
+// maxSessionDecisions bounds one session's decision cache.
+const maxSessionDecisions = 256
+
+// Decide judges one command. For SQL it classifies the text (through the
+// shared cache), resolves EXECUTE of the session's prepared statements and
+// evaluates the rules in force for the session's connection. With no rules
+// in force the connection's default decides without classifying.
 func (g *Gate) Decide(s *Session, c *Command) Decision {
-	return Decision{Action: Allow}
+	set := g.Policies()
+	if s.rules == nil || s.gen != set.Generation {
+		s.gen, s.rules = set.Generation, set.For(s.Connection)
+		s.cacheable = policy.Cacheable(s.rules)
+		clear(s.decisions)
+	}
+	if len(s.rules) == 0 {
+		return fromPolicy(policy.Evaluate(nil, &policy.Input{Connection: s.input.Connection}, s.Connection.DefaultAction))
+	}
+	cache := false
+	if c.Type == CommandQuery && c.SQL == nil {
+		shared := g.classifier().Classify(c.Text, c.LegacyStrings)
+		c.SQL = s.prepared.Resolve(shared)
+		// Shared classifications live as long as the classifier's
+		// cache, so they key the session's decisions.
+		cache = s.cacheable && c.SQL == shared
+	}
+	if cache {
+		if d, ok := s.decisions[c.SQL]; ok {
+			return d
+		}
+	}
+	in := s.input
+	in.Command = policy.Command{Type: c.Type, Text: c.Text}
+	if c.SQL != nil {
+		in.Command.SQL = *c.SQL
+	}
+	in.Time = policy.Now()
+	d := fromPolicy(policy.Evaluate(s.rules, &in, s.Connection.DefaultAction))
+	if d.Action == Allow && c.SQL != nil {
+		s.prepared.Update(c.SQL)
+	}
+	if cache && !hasPrepare(c.SQL) {
+		if s.decisions == nil || len(s.decisions) >= maxSessionDecisions {
+			s.decisions = make(map[*sqlparse.Result]Decision, 16)
+		}
+		s.decisions[c.SQL] = d
+	}
+	return d
+}
+
+// hasPrepare reports statements whose allowing must update the session's
+// prepared statements, so their decision is never taken from the cache.
+func hasPrepare(r *sqlparse.Result) bool {
+	for _, st := range r.Statements {
+		switch st.Kind {
+		case sqlparse.KindPrepare, "DEALLOCATE", "DISCARD":
+			return true
+		}
+	}
+	return false
+}
+
+func (g *Gate) classifier() *sqlparse.Classifier {
+	g.classifierOnce.Do(func() {
+		if g.Classifier == nil {
+			g.Classifier = sqlparse.NewClassifier(ClassifierEntries)
+		}
+	})
+	return g.Classifier
 }
 
 // Done records a decided command and its result.
 func (g *Gate) Done(s *Session, c *Command, d Decision, r Result) {
 	e := g.event(s, audit.TypeCommand)
 	e.Command, e.Decision, e.Rule = c.Text, string(d.Action), d.Rule
+	if d.Action != Allow && r.Error == "" {
+		r.Error = d.Message
+	}
 	e.Rows, e.SQLState, e.Error, e.Duration = r.Rows, r.SQLState, r.Error, r.Duration
 	g.Audit.Append(e)
 }

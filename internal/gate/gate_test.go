@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 )
 
@@ -11,21 +12,53 @@ type memAudit struct{ events []audit.Event }
 
 func (m *memAudit) Append(e audit.Event) { m.events = append(m.events, e) }
 
-func TestConnectFollowsAllowList(t *testing.T) {
-	conn := resource.Connection{Name: "db", Allow: resource.AccessList{Groups: []string{"dba"}, Identities: []string{"bot"}}}
+func setPolicies(t *testing.T, g *Gate, manifest string) {
+	t.Helper()
+	docs, err := resource.Decode([]byte(manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cs []*policy.Compiled
+	for _, d := range docs {
+		c, err := policy.Compile(*d.Policy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	g.SetPolicies(policy.NewSet(g.Policies().Generation+1, cs))
+}
+
+const accessPolicy = `
+kind: Policy
+name: access
+connections: {names: ["db"]}
+rules:
+  - name: dba-and-bot
+    action: allow
+    when: command.type == "connect" && ("dba" in identity.groups || identity.name == "bot")
+  - name: no-drop
+    action: block
+    when: command.sql.statements.exists(s, s.kind == "DROP")
+    message: no dropping
+`
+
+func TestConnectFollowsAccessRules(t *testing.T) {
+	conn := resource.Connection{Name: "db", DefaultAction: resource.ActionBlock}
 	tests := []struct {
 		name string
 		id   resource.Identity
 		want Action
 	}{
 		{"group member", resource.Identity{Name: "alice", Groups: []string{"dba"}}, Allow},
-		{"listed identity", resource.Identity{Name: "bot"}, Allow},
+		{"named identity", resource.Identity{Name: "bot"}, Allow},
 		{"stranger", resource.Identity{Name: "eve", Groups: []string{"web"}}, Block},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := &memAudit{}
 			g := &Gate{Audit: a}
+			setPolicies(t, g, accessPolicy)
 			s := &Session{ID: "s1", Identity: tt.id, Connection: conn, Protocol: "postgres"}
 			d := g.Connect(s)
 			if d.Action != tt.want {
@@ -38,6 +71,38 @@ func TestConnectFollowsAllowList(t *testing.T) {
 				t.Error("a refusal carries no message")
 			}
 		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	g := &Gate{Audit: &memAudit{}}
+	s := &Session{ID: "s1", Identity: resource.Identity{Name: "alice", Groups: []string{"dba"}},
+		Connection: resource.Connection{Name: "db", DefaultAction: resource.ActionAllow}}
+	g.Connect(s)
+	decide := func(sql string) Decision { return g.Decide(s, &Command{Type: CommandQuery, Text: sql}) }
+	if d := decide("DROP TABLE t"); d.Action != Allow {
+		t.Fatalf("no policy yet: %+v", d)
+	}
+	setPolicies(t, g, accessPolicy)
+	if d := decide("DROP TABLE t"); d.Action != Block || d.Rule != "access/no-drop" || d.Message != "no dropping" {
+		t.Fatalf("a new policy set is not picked up: %+v", d)
+	}
+	// A cached decision and a prepared statement run through EXECUTE.
+	if d := decide("DROP TABLE u"); d.Action != Block {
+		t.Fatalf("second DROP: %+v", d)
+	}
+	if d := decide("SELECT 1"); d.Action != Allow {
+		t.Fatalf("SELECT: %+v", d)
+	}
+	if d := decide("PREPARE p AS SELECT 1"); d.Action != Allow {
+		t.Fatalf("PREPARE: %+v", d)
+	}
+	if d := decide("EXECUTE p"); d.Action != Allow {
+		t.Fatalf("EXECUTE of an allowed statement: %+v", d)
+	}
+	setPolicies(t, g, accessPolicy+"  - {name: no-dynamic, action: block, when: command.sql.dynamic}\n")
+	if d := decide("EXECUTE nothing"); d.Action != Block || d.Rule != "access/no-dynamic" {
+		t.Fatalf("EXECUTE of an unknown statement: %+v", d)
 	}
 }
 

@@ -23,6 +23,7 @@ type Document struct {
 
 	Identity   *Identity
 	Connection *Connection
+	Policy     *Policy
 }
 
 // DecodeError is a manifest error tied to a line.
@@ -89,7 +90,7 @@ func decodeDocument(n *yaml.Node) (*Document, error) {
 	}
 	kindNode := mappingValue(n, "kind")
 	if kindNode == nil {
-		return nil, &DecodeError{Line: n.Line, Msg: "document has no kind (want kind: Identity or kind: Connection)"}
+		return nil, &DecodeError{Line: n.Line, Msg: "document has no kind (want kind: Identity, Connection or Policy)"}
 	}
 	if v := mappingValue(n, "apiVersion"); v != nil && v.Value != APIVersion {
 		return nil, &DecodeError{Line: v.Line, Msg: fmt.Sprintf("apiVersion %q is not supported (want %s)", v.Value, APIVersion)}
@@ -101,10 +102,16 @@ func decodeDocument(n *yaml.Node) (*Document, error) {
 		doc.Identity = &Identity{}
 		target = doc.Identity
 	case KindConnection:
+		if v := mappingValue(n, "allow"); v != nil {
+			return nil, &DecodeError{Line: v.Line, Msg: "Connection: allow lists were replaced by access rules: write a Policy whose rule blocks or allows command.type == \"connect\" (see docs/policy.md)"}
+		}
 		doc.Connection = &Connection{}
 		target = doc.Connection
+	case KindPolicy:
+		doc.Policy = &Policy{}
+		target = doc.Policy
 	default:
-		return nil, &DecodeError{Line: kindNode.Line, Msg: fmt.Sprintf("unknown kind %q (known kinds: Identity, Connection)", kindNode.Value)}
+		return nil, &DecodeError{Line: kindNode.Line, Msg: fmt.Sprintf("unknown kind %q (known kinds: Identity, Connection, Policy)", kindNode.Value)}
 	}
 	if err := checkKnownFields(n, reflect.TypeOf(target).Elem(), string(doc.Kind), "kind", "apiVersion"); err != nil {
 		return nil, err
@@ -119,11 +126,31 @@ func decodeDocument(n *yaml.Node) (*Document, error) {
 	case KindConnection:
 		doc.Connection.PasswordSet = mappingValue(n, "password") != nil
 		doc.Name, err = doc.Connection.Name, doc.Connection.Validate()
+	case KindPolicy:
+		ruleLines(n, doc.Policy)
+		doc.Name, err = doc.Policy.Name, doc.Policy.Validate()
 	}
 	if err != nil {
 		return nil, &DecodeError{Line: n.Line, Msg: fmt.Sprintf("%s: %v", doc.Kind, err)}
 	}
 	return doc, nil
+}
+
+// ruleLines records where each rule's condition sits in the manifest.
+func ruleLines(n *yaml.Node, p *Policy) {
+	rules := mappingValue(n, "rules")
+	if rules == nil || rules.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, r := range rules.Content {
+		if i >= len(p.Rules) {
+			return
+		}
+		p.Rules[i].Line = r.Line
+		if w := mappingValue(r, "when"); w != nil {
+			p.Rules[i].Line = w.Line
+		}
+	}
 }
 
 // APIVersion is the optional apiVersion a document may carry.
@@ -170,6 +197,13 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, where string, extra ...strin
 		if ft != nil && ft.Kind() == reflect.Struct && ft.PkgPath() == t.PkgPath() {
 			if err := checkKnownFields(v, ft, where+"."+k.Value); err != nil {
 				return err
+			}
+		}
+		if ft != nil && ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.Struct && v.Kind == yaml.SequenceNode {
+			for j, item := range v.Content {
+				if err := checkKnownFields(item, ft.Elem(), fmt.Sprintf("%s.%s[%d]", where, k.Value, j)); err != nil {
+					return err
+				}
 			}
 		}
 	}

@@ -17,8 +17,8 @@ func TestDecodeInterfaceExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Decode(valid.yaml) = %v", err)
 	}
-	if len(docs) != 2 {
-		t.Fatalf("Decode(valid.yaml) returned %d documents, want 2", len(docs))
+	if len(docs) != 3 {
+		t.Fatalf("Decode(valid.yaml) returned %d documents, want 3", len(docs))
 	}
 	id := docs[0].Identity
 	if docs[0].Kind != KindIdentity || id.Name != "ci-bot" || id.Type != IdentityService || len(id.Groups) != 1 || id.Groups[0] != "dba" {
@@ -38,8 +38,15 @@ func TestDecodeInterfaceExample(t *testing.T) {
 	if err != nil || cred.Source != CredentialEnv || cred.Ref != "ORDERS_DB_PASSWORD" {
 		t.Errorf("ParseCredential(%q) = %+v, %v", c.Password, cred, err)
 	}
-	if !c.Allow.Permits(*id) || c.Allow.Permits(Identity{Name: "mallory", Groups: []string{"web"}}) {
-		t.Errorf("allow list %+v: ci-bot must be permitted and mallory not", c.Allow)
+	if c.DefaultAction != ActionAllow {
+		t.Errorf("default defaultAction = %q, want allow", c.DefaultAction)
+	}
+	p := docs[2].Policy
+	if docs[2].Kind != KindPolicy || p == nil || len(p.Rules) != 2 || p.Rules[0].Line != 23 || p.Presets[0] != "postgres-production" {
+		t.Fatalf("policy = %+v", docs[2])
+	}
+	if !p.Connections.Selects(*c) || p.Connections.Selects(Connection{Name: "orders-db", Labels: map[string]string{"env": "dev"}}) {
+		t.Errorf("selector %+v: must select orders-db with env=prod only", p.Connections)
 	}
 }
 
@@ -55,7 +62,16 @@ func TestDecodeErrors(t *testing.T) {
 		{"no kind", "name: x\ntype: postgres\n", 1, "no kind"},
 		{"not a mapping", "- a\n- b\n", 1, "not a mapping"},
 		{"unknown field", "kind: Connection\nname: db\ntype: postgres\naddress: 127.0.0.1:5432\npasword: x\n", 5, `unknown field "pasword" in Connection`},
-		{"unknown nested field", "kind: Connection\nname: db\ntype: postgres\naddress: h:1\nallow:\n  group: [x]\n", 6, `unknown field "group" in Connection.allow`},
+		{"unknown nested field", "kind: Connection\nname: db\ntype: postgres\naddress: h:1\ntls:\n  mod: require\n", 6, `unknown field "mod" in Connection.tls`},
+		{"allow list replaced", "kind: Connection\nname: db\ntype: postgres\naddress: h:1\nallow:\n  groups: [x]\n", 6, "replaced by access rules"},
+		{"bad default action", "kind: Connection\nname: db\ntype: postgres\naddress: h:1\ndefaultAction: review\n", 1, `defaultAction "review" is invalid`},
+		{"unknown rule field", "kind: Policy\nname: p\nconnections: {names: ['*']}\nrules:\n  - name: r\n    acton: block\n", 6, `unknown field "acton" in Policy.rules[0]`},
+		{"policy selects nothing", "kind: Policy\nname: p\nrules: [{name: r, action: block, when: 'true'}]\n", 1, "selects nothing"},
+		{"bad rule action", "kind: Policy\nname: p\nconnections: {names: ['*']}\nrules: [{name: r, action: deny, when: 'true'}]\n", 1, `action "deny" is invalid`},
+		{"mask not yet", "kind: Policy\nname: p\nconnections: {names: ['*']}\nrules: [{name: r, action: mask, when: 'true'}]\n", 1, "mask is not supported yet"},
+		{"rule without when", "kind: Policy\nname: p\nconnections: {names: ['*']}\nrules: [{name: r, action: block}]\n", 1, "when is required"},
+		{"duplicate rule", "kind: Policy\nname: p\nconnections: {names: ['*']}\nrules: [{name: r, action: block, when: 'true'}, {name: r, action: allow, when: 'true'}]\n", 1, "defined twice"},
+		{"bad glob", "kind: Policy\nname: p\nconnections: {names: ['[']}\nrules: [{name: r, action: block, when: 'true'}]\n", 1, "not a valid glob"},
 		{"duplicate", "kind: Identity\nname: a\n---\nkind: Identity\nname: b\n---\nkind: Identity\nname: a\n", 7, `duplicate Identity "a" (first defined on line 1)`},
 		{"bad type", "kind: Connection\nname: db\ntype: oracle\naddress: h:1\n", 1, `type "oracle" is invalid`},
 		{"bad address", "kind: Connection\nname: db\ntype: postgres\naddress: nowhere\n", 1, "want host:port"},
@@ -113,13 +129,13 @@ func TestDecodeOversized(t *testing.T) {
 }
 
 func TestParseKind(t *testing.T) {
-	for in, want := range map[string]Kind{"connections": KindConnection, "Connection": KindConnection, "identity": KindIdentity, "ids": KindIdentity} {
+	for in, want := range map[string]Kind{"connections": KindConnection, "Connection": KindConnection, "identity": KindIdentity, "ids": KindIdentity, "policies": KindPolicy} {
 		if got, err := ParseKind(in); err != nil || got != want {
 			t.Errorf("ParseKind(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := ParseKind("policy"); err == nil {
-		t.Error("ParseKind(policy) succeeded, want an error")
+	if _, err := ParseKind("review"); err == nil {
+		t.Error("ParseKind(review) succeeded, want an error")
 	}
 }
 
@@ -141,7 +157,13 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		for _, d := range docs {
-			if (d.Identity == nil) == (d.Connection == nil) {
+			held := 0
+			for _, r := range []bool{d.Identity != nil, d.Connection != nil, d.Policy != nil} {
+				if r {
+					held++
+				}
+			}
+			if held != 1 {
 				t.Fatalf("document %+v must hold exactly one resource", d)
 			}
 			if err := ValidateName("name", d.Name); err != nil {

@@ -1,5 +1,5 @@
 // Package resource defines the declarative documents users apply to
-// Gatehouse (Identity, Connection), how they are decoded from YAML with
+// Gatehouse (Identity, Connection, Policy), how they are decoded from YAML with
 // line-accurate errors, and how they are validated. It has no dependencies
 // on storage, networking or policy.
 package resource
@@ -22,11 +22,12 @@ type Kind string
 const (
 	KindIdentity   Kind = "Identity"
 	KindConnection Kind = "Connection"
+	KindPolicy     Kind = "Policy"
 )
 
-// Kinds lists every known kind in apply order: identities before the
-// connections that may name them.
-var Kinds = []Kind{KindIdentity, KindConnection}
+// Kinds lists every known kind in apply order: identities, then the
+// connections, then the policies that select them.
+var Kinds = []Kind{KindIdentity, KindConnection, KindPolicy}
 
 // ParseKind maps the user's spelling of a kind (singular or plural, any
 // case: "connection", "Connections", "conn") to a Kind.
@@ -36,8 +37,10 @@ func ParseKind(s string) (Kind, error) {
 		return KindIdentity, nil
 	case "connection", "connections", "conn", "conns":
 		return KindConnection, nil
+	case "policy", "policies", "pol":
+		return KindPolicy, nil
 	}
-	return "", fmt.Errorf("unknown kind %q (known kinds: identity, connection)", s)
+	return "", fmt.Errorf("unknown kind %q (known kinds: identity, connection, policy)", s)
 }
 
 // IdentityType tells a person from a workload.
@@ -100,26 +103,6 @@ type TargetTLS struct {
 	ServerName string `json:"serverName,omitempty" yaml:"serverName,omitempty"`
 }
 
-// AccessList is the minimal list of who may use a connection. The policy
-// engine replaces it with access rules.
-type AccessList struct {
-	Groups     []string `json:"groups,omitempty" yaml:"groups,omitempty"`
-	Identities []string `json:"identities,omitempty" yaml:"identities,omitempty"`
-}
-
-// Permits reports whether an identity may use the connection.
-func (a AccessList) Permits(id Identity) bool {
-	if slices.Contains(a.Identities, id.Name) {
-		return true
-	}
-	for _, g := range id.Groups {
-		if slices.Contains(a.Groups, g) {
-			return true
-		}
-	}
-	return false
-}
-
 // CredentialSource says where a connection's credential lives.
 type CredentialSource string
 
@@ -145,7 +128,9 @@ type Connection struct {
 	Password string            `json:"password,omitempty" yaml:"password,omitempty"`
 	TLS      TargetTLS         `json:"tls,omitzero" yaml:"tls,omitempty"`
 	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
-	Allow    AccessList        `json:"allow,omitzero" yaml:"allow,omitempty"`
+	// DefaultAction decides a command (or a session's opening) that no
+	// policy rule matches: allow (the default) or block.
+	DefaultAction RuleAction `json:"defaultAction,omitempty" yaml:"defaultAction,omitempty"`
 
 	// PasswordSet records whether the applied document had a password
 	// field at all: absent keeps the stored credential (so a document from
@@ -216,15 +201,12 @@ func (c *Connection) Validate() error {
 			return fmt.Errorf("connection %q: %w", c.Name, err)
 		}
 	}
-	for _, g := range c.Allow.Groups {
-		if err := ValidateName("allow.groups entry", g); err != nil {
-			return fmt.Errorf("connection %q: %w", c.Name, err)
-		}
-	}
-	for _, id := range c.Allow.Identities {
-		if err := ValidateName("allow.identities entry", id); err != nil {
-			return fmt.Errorf("connection %q: %w", c.Name, err)
-		}
+	switch c.DefaultAction {
+	case "":
+		c.DefaultAction = ActionAllow
+	case ActionAllow, ActionBlock:
+	default:
+		return fmt.Errorf("connection %q: defaultAction %q is invalid (want allow or block)", c.Name, c.DefaultAction)
 	}
 	if _, err := ParseCredential(c.Password); err != nil {
 		return fmt.Errorf("connection %q: password: %w", c.Name, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/proto"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/web"
@@ -35,6 +36,7 @@ type Gateway struct {
 	Audit *audit.Log
 	Gate  *gate.Gate
 
+	policies *policyLoader
 	apiListener net.Listener
 	apiServer   *http.Server
 	serveErr    chan error
@@ -104,11 +106,20 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		}
 	}()
 	g.Gate = &gate.Gate{Audit: g.Audit, Log: log}
+	loader := &policyLoader{g: g}
+	g.policies = loader
+	if err := loader.reload(ctx); err != nil {
+		return nil, err
+	}
 	auth := &identity.Authenticator{Store: g.Store}
 
 	api := &web.API{
 		Store: g.Store, Auth: auth, Key: g.MasterKey,
 		Log: log, Version: cfg.Version,
+		Access: func(id resource.Identity, c resource.Connection) bool {
+			return g.Gate.Access(id, c).Action == gate.Allow
+		},
+		PoliciesChanged: loader.reload,
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("api listener: %w", err)
@@ -140,6 +151,11 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	var engineCtx context.Context
 	engineCtx, g.engineCancel = context.WithCancel(context.Background())
+	g.engineDone.Add(1)
+	go func() {
+		defer g.engineDone.Done()
+		loader.poll(engineCtx)
+	}()
 	for _, e := range engines {
 		l := g.listeners[e.Name()]
 		g.engineDone.Add(1)
@@ -171,6 +187,10 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	log.Info("gateway ready", attrs...)
 	return g, nil
 }
+
+// ReloadPolicies loads the stored policies into the gate now, instead of at
+// the next poll.
+func (g *Gateway) ReloadPolicies(ctx context.Context) error { return g.policies.reload(ctx) }
 
 // APIAddr is the bound API address (useful when configured with port 0).
 func (g *Gateway) APIAddr() string { return g.apiListener.Addr().String() }

@@ -41,6 +41,10 @@ type Token struct {
 	RevokedAt   time.Time // zero: not revoked
 }
 
+// PolicyGenerationKey is the Meta key that changes whenever a policy is
+// written or deleted; gateways poll it to reload policies.
+const PolicyGenerationKey = "policy.generation"
+
 // Store is the persistence interface shared by every backend.
 type Store interface {
 	// Tx runs fn in one transaction: everything fn writes through the
@@ -56,6 +60,14 @@ type Store interface {
 	GetConnection(ctx context.Context, name string) (ConnectionRecord, error)
 	ListConnections(ctx context.Context) ([]ConnectionRecord, error)
 	DeleteConnection(ctx context.Context, name string) error
+
+	// Policies are stored as applied; PutPolicy bumps the policy
+	// generation (Meta key PolicyGenerationKey) in the same transaction
+	// when called inside Tx, so every node sees a change.
+	PutPolicy(ctx context.Context, p resource.Policy) (created bool, err error)
+	GetPolicy(ctx context.Context, name string) (resource.Policy, error)
+	ListPolicies(ctx context.Context) ([]resource.Policy, error)
+	DeletePolicy(ctx context.Context, name string) error
 
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)

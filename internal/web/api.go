@@ -30,6 +30,11 @@ type API struct {
 	Version string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Access reports whether an identity may open a session on a
+	// connection (the gate's access rules); non-admins see only those.
+	Access func(resource.Identity, resource.Connection) bool
+	// PoliciesChanged reloads the gateway's policies after a change.
+	PoliciesChanged func(context.Context) error
 }
 
 // route is one API endpoint and the role it requires. A zero role means
@@ -47,6 +52,9 @@ func (a *API) routes() []route {
 		{"GET /api/v1/connections", resource.RoleUser, a.listConnections},
 		{"GET /api/v1/connections/{name}", resource.RoleUser, a.getConnection},
 		{"DELETE /api/v1/connections/{name}", resource.RoleAdmin, a.deleteConnection},
+		{"GET /api/v1/policies", resource.RoleAdmin, a.listPolicies},
+		{"GET /api/v1/policies/{name}", resource.RoleAdmin, a.getPolicy},
+		{"DELETE /api/v1/policies/{name}", resource.RoleAdmin, a.deletePolicy},
 		{"GET /api/v1/identities", resource.RoleAdmin, a.listIdentities},
 		{"GET /api/v1/identities/{name}", resource.RoleAdmin, a.getIdentity},
 		{"DELETE /api/v1/identities/{name}", resource.RoleAdmin, a.deleteIdentity},

@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/gate"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -58,8 +60,17 @@ func newFixture(t *testing.T) *fixture {
 	var rec store.Token
 	f.revoked, rec = mint("alice", resource.RoleAdmin, 0, time.Now())
 	st.RevokeToken(ctx, rec.ID, time.Now())
+	g := &gate.Gate{}
 	f.api = &API{Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Access: func(id resource.Identity, c resource.Connection) bool { return g.Access(id, c).Action == gate.Allow },
+		PoliciesChanged: func(ctx context.Context) error {
+			set, err := policy.Load(ctx, st)
+			if err == nil {
+				g.SetPolicies(set)
+			}
+			return err
+		}}
 	f.srv = httptest.NewServer(f.api.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
@@ -97,6 +108,9 @@ var wantRoles = map[string]resource.Role{
 	"GET /api/v1/connections":           resource.RoleUser,
 	"GET /api/v1/connections/{name}":    resource.RoleUser,
 	"DELETE /api/v1/connections/{name}": resource.RoleAdmin,
+	"GET /api/v1/policies":              resource.RoleAdmin,
+	"GET /api/v1/policies/{name}":       resource.RoleAdmin,
+	"DELETE /api/v1/policies/{name}":    resource.RoleAdmin,
 	"GET /api/v1/identities":            resource.RoleAdmin,
 	"GET /api/v1/identities/{name}":     resource.RoleAdmin,
 	"DELETE /api/v1/identities/{name}":  resource.RoleAdmin,
@@ -174,8 +188,6 @@ type: postgres
 address: 127.0.0.1:5432
 user: app
 password: hunter2-inline
-allow:
-  identities: [ci-bot]
 `
 
 func TestApplyAndSecrecy(t *testing.T) {
@@ -227,9 +239,11 @@ func TestApplyWritesNothingOnError(t *testing.T) {
 		status           int
 	}{
 		{"malformed yaml", "kind: Identity\nname: x\n  bad: indent\n", "line 3", 400},
-		{"unknown kind", manifest + "---\nkind: Database\nname: x\n", `line 14: unknown kind "Database"`, 400},
+		{"unknown kind", manifest + "---\nkind: Database\nname: x\n", `line 12: unknown kind "Database"`, 400},
 		{"duplicate name", manifest + "---\nkind: Identity\nname: ci-bot\n", `duplicate Identity "ci-bot"`, 400},
 		{"invalid second doc", manifest + "---\nkind: Connection\nname: y\ntype: postgres\naddress: nope\n", "host:port", 400},
+		{"policy that does not compile", manifest + "---\nkind: Policy\nname: p\nconnections: {names: ['*']}\nrules:\n  - name: r\n    action: block\n    when: command.sql.wrtes\n", `line 18: policy "p" rule "r": when: 1:12: undefined field 'wrtes'`, 400},
+		{"policy not a bool", manifest + "---\nkind: Policy\nname: p\nconnections: {names: ['*']}\nrules:\n  - {name: r, action: block, when: identity.name}\n", "want bool", 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,8 +252,9 @@ func TestApplyWritesNothingOnError(t *testing.T) {
 				t.Errorf("apply = %d %q; want %d containing %q", status, errorMessage(m), tt.status, tt.want)
 			}
 			conns, _ := f.store.ListConnections(context.Background())
-			if _, err := f.store.GetIdentity(context.Background(), "ci-bot"); err == nil || len(conns) != 0 {
-				t.Errorf("a failed apply wrote something: %d connections", len(conns))
+			pols, _ := f.store.ListPolicies(context.Background())
+			if _, err := f.store.GetIdentity(context.Background(), "ci-bot"); err == nil || len(conns) != 0 || len(pols) != 0 {
+				t.Errorf("a failed apply wrote something: %d connections, %d policies", len(conns), len(pols))
 			}
 		})
 	}
@@ -251,7 +266,15 @@ func TestApplyWritesNothingOnError(t *testing.T) {
 
 func TestConnectionVisibility(t *testing.T) {
 	f := newFixture(t)
-	f.call(t, "POST", "/api/v1/apply", f.admin, manifest+"---\nkind: Connection\nname: dba-db\ntype: postgres\naddress: h:5432\nallow: {groups: [dba]}\n")
+	f.call(t, "POST", "/api/v1/apply", f.admin, manifest+"---\nkind: Connection\nname: dba-db\ntype: postgres\naddress: h:5432\n"+`---
+kind: Policy
+name: access
+connections: {names: ["*"]}
+rules:
+  - name: dba-db-for-dba
+    action: block
+    when: 'command.type == "connect" && (connection.name == "dba-db") != ("dba" in identity.groups)'
+`)
 	_, _, raw := f.call(t, "GET", "/api/v1/connections", f.user, "")
 	if !strings.Contains(raw, "dba-db") || strings.Contains(raw, "orders-db") {
 		t.Errorf("alice (group dba) lists %s; want only dba-db", raw)

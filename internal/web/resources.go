@@ -10,6 +10,7 @@ import (
 	"sort"
 
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -37,6 +38,17 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal
 	if err != nil {
 		return badRequest("%v", err)
 	}
+	// Conditions are compiled before anything is written: a policy that
+	// does not compile refuses the whole manifest.
+	policies := false
+	for _, d := range docs {
+		if d.Kind == resource.KindPolicy {
+			policies = true
+			if _, err := policy.Compile(*d.Policy); err != nil {
+				return badRequest("%v", err)
+			}
+		}
+	}
 	dryRun := r.URL.Query().Get("dryRun") == "true"
 	sort.SliceStable(docs, func(i, j int) bool { // identities before connections
 		return slices.Index(resource.Kinds, docs[i].Kind) < slices.Index(resource.Kinds, docs[j].Kind)
@@ -59,6 +71,10 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal
 				if err == nil && !dryRun {
 					created, err = tx.PutConnection(r.Context(), rec)
 				}
+			case resource.KindPolicy:
+				if !dryRun {
+					created, err = tx.PutPolicy(r.Context(), *d.Policy)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("line %d: %s %q: %w", d.Line, d.Kind, d.Name, err)
@@ -79,6 +95,9 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal
 	}
 	for _, res := range results {
 		a.Log.Info("applied", "kind", res.Kind, "name", res.Name, "action", res.Action)
+	}
+	if policies && !dryRun {
+		a.policiesChanged(r.Context())
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"results": results})
 }
@@ -128,9 +147,46 @@ func connectionView(rec store.ConnectionRecord) resource.Connection {
 	return c
 }
 
-// mayUse reports whether p may see and use a connection. Admins see all.
-func mayUse(p identity.Principal, c resource.Connection) bool {
-	return p.Role == resource.RoleAdmin || c.Allow.Permits(p.Identity)
+// mayUse reports whether p may see and use a connection: admins see all,
+// others the connections the access rules let them open.
+func (a *API) mayUse(p identity.Principal, c resource.Connection) bool {
+	return p.Role == resource.RoleAdmin || (a.Access != nil && a.Access(p.Identity, c))
+}
+
+// policiesChanged tells the gateway to load the policies again.
+func (a *API) policiesChanged(ctx context.Context) {
+	if a.PoliciesChanged == nil {
+		return
+	}
+	if err := a.PoliciesChanged(ctx); err != nil {
+		a.Log.Error("reload policies", "err", err)
+	}
+}
+
+func (a *API) listPolicies(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	ps, err := a.Store.ListPolicies(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, nonNilSlice(ps))
+}
+
+func (a *API) getPolicy(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	p, err := a.Store.GetPolicy(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	name := r.PathValue("name")
+	if err := a.Store.DeletePolicy(r.Context(), name); err != nil {
+		return err
+	}
+	a.Log.Info("deleted", "kind", resource.KindPolicy, "name", name)
+	a.policiesChanged(r.Context())
+	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 
 func (a *API) listConnections(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
@@ -140,7 +196,7 @@ func (a *API) listConnections(w http.ResponseWriter, r *http.Request, p identity
 	}
 	out := []resource.Connection{}
 	for _, rec := range recs {
-		if mayUse(p, rec.Connection) {
+		if a.mayUse(p, rec.Connection) {
 			out = append(out, connectionView(rec))
 		}
 	}
@@ -153,7 +209,7 @@ func (a *API) getConnection(w http.ResponseWriter, r *http.Request, p identity.P
 	if err != nil {
 		return err
 	}
-	if !mayUse(p, rec.Connection) {
+	if !a.mayUse(p, rec.Connection) {
 		// Same answer as a missing connection: users learn nothing about
 		// connections they may not use.
 		return notFound(fmt.Errorf("connection %q: %w", name, store.ErrNotFound))

@@ -96,8 +96,23 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	if err := put("appdb", pg.Addr()); err != nil {
 		return nil, err
 	}
+	if err := put("guarded", pg.Addr()); err != nil {
+		return nil, err
+	}
 	port, _ := testenv.FreePort()
 	if err := put("deadtarget", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+		return nil, err
+	}
+	docs, err := resource.Decode([]byte(testPolicies))
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range docs {
+		if _, err := st.PutPolicy(ctx, *d.Policy); err != nil {
+			return nil, err
+		}
+	}
+	if err := e.gw.ReloadPolicies(ctx); err != nil {
 		return nil, err
 	}
 	mint := func(who string, ttl time.Duration, at time.Time) string {
@@ -110,6 +125,29 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	e.expired = mint("alice", time.Minute, time.Now().Add(-time.Hour))
 	return e, nil
 }
+
+// testPolicies: only the dba group may open sessions, and connection
+// "guarded" (the same target as appdb) runs under postgres-production.
+const testPolicies = `
+kind: Policy
+name: access
+connections: {names: ["*"]}
+rules:
+  - name: dba-only
+    action: block
+    when: command.type == "connect" && !("dba" in identity.groups)
+    message: only the dba group may connect
+---
+kind: Policy
+name: production
+connections: {names: [guarded]}
+presets: [postgres-production]
+rules:
+  - name: no-secrets
+    action: block
+    when: '"secrets" in command.sql.tables || "public.secrets" in command.sql.tables'
+    message: the secrets table is off limits
+`
 
 // dsn is a client connection string to the gateway.
 func (e *env) dsn(token, connection, sslmode string) string {

@@ -29,7 +29,7 @@ import (
 func storeRecord(name, addr, db, user string, sealed []byte, _ *env) store.ConnectionRecord {
 	return store.ConnectionRecord{
 		Connection: resource.Connection{Name: name, Type: resource.TypePostgres, Address: addr, Database: db, User: user,
-			Allow: resource.AccessList{Groups: []string{"dba"}}},
+			DefaultAction: resource.ActionAllow},
 		Credential: resource.Credential{Source: resource.CredentialInline},
 		Sealed:     sealed,
 	}
@@ -279,7 +279,7 @@ func TestLoginErrors(t *testing.T) {
 		{"not a token", e.dsn("hunter2", "appdb", "disable"), "28P01", "malformed"},
 		{"expired token", e.dsn(e.expired, "appdb", "verify-full"), "28P01", "expired"},
 		{"unknown connection", e.dsn(e.alice, "nosuchdb", "disable"), "3D000", `connection "nosuchdb" does not exist`},
-		{"not permitted", e.dsn(e.eve, "appdb", "disable"), "28000", "may not use connection appdb"},
+		{"not permitted", e.dsn(e.eve, "appdb", "disable"), "28000", "only the dba group may connect"},
 		{"unreachable target", e.dsn(e.alice, "deadtarget", "disable"), "08006", "could not connect to the target"},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,10 @@
 package postgres
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,10 +38,19 @@ type session struct {
 	portals map[string]string // portal name → SQL
 	intern  map[string]string
 	ended   string // why the client side ended
+	// sent counts the messages forwarded since the last Sync that the
+	// server answers with one completion each (Parse, Bind, Describe,
+	// Execute, Close).
+	sent int
 
 	// Owned by the target→client goroutine: DataRows since the last
-	// statement ended. Counting them takes no lock.
-	dataRows int64
+	// statement ended, and completions since the last ReadyForQuery.
+	// Counting them takes no lock.
+	dataRows  int64
+	completed int
+
+	// legacyStrings: the target's standard_conforming_strings is off.
+	legacyStrings atomic.Bool
 
 	// Shared: statements sent and not yet answered, oldest first.
 	mu      sync.Mutex
@@ -53,8 +64,15 @@ const (
 	kindSimple  pendingKind = iota // a Query message: one or more statements, answered by ReadyForQuery
 	kindExecute                    // an Execute of the extended protocol
 	kindSync                       // a Sync, answered by ReadyForQuery
+	// kindBlockedParse is a Parse the gate refused. A Parse that cannot
+	// succeed went to the server in its place, so the server fails it
+	// and skips to Sync exactly as for any failed message, keeping the
+	// pipeline and transaction state right; its ErrorResponse is
+	// replaced by the gate's.
+	kindBlockedParse
 )
 
+// pendingCmd is a statement sent and not yet answered.
 type pendingCmd struct {
 	kind  pendingKind
 	text  string
@@ -62,7 +80,29 @@ type pendingCmd struct {
 	rows  int64 // finished statements' rows
 	code  string
 	msg   string
+	// decision is the gate's; for a refused statement the server's
+	// ErrorResponse to the stand-in is replaced by refusal.
+	decision gate.Decision
+	refusal  []byte
+	// after is, for kindBlockedParse, how many completions the server
+	// sends in this batch before answering the stand-in Parse.
+	after int
 }
+
+// inBatch reports pending kinds the server skips after an error until
+// Sync.
+func (p *pendingCmd) inBatch() bool { return p.kind == kindExecute || p.kind == kindBlockedParse }
+
+// blockedSQL stands in for a refused statement: a syntax error, so the
+// server fails it without effect (aborting an open transaction, as a
+// failed statement does), and its log says why.
+const blockedSQL = "/* gatehouse: statement refused by policy */ )"
+
+// substitute asks the relay to send bytes in place of the frame being
+// visited.
+type substitute struct{ with []byte }
+
+func (*substitute) Error() string { return "substitute frame" }
 
 func (s *session) push(p pendingCmd) {
 	s.mu.Lock()
@@ -134,10 +174,16 @@ func (s *session) clientToServer() string {
 				return ""
 			}
 		}
+		if sub, ok := err.(*substitute); ok {
+			ch.Discard()
+			if _, werr := s.target.Write(sub.with); werr != nil {
+				return ""
+			}
+			continue
+		}
 		if err != nil {
 			var tl *pgwire.TooLargeError
 			var pe *pgwire.ProtocolError
-			var de *deniedError
 			switch {
 			case errors.As(err, &tl):
 				s.failClient(codeProgramLimit, tl.Error())
@@ -145,9 +191,6 @@ func (s *session) clientToServer() string {
 			case errors.As(err, &pe):
 				s.failClient(codeProtocolViolation, pe.Msg)
 				return "client protocol violation: " + pe.Msg
-			case errors.As(err, &de):
-				s.failClient("42501", de.msg)
-				return "command refused: " + de.msg
 			case s.ended != "":
 				return s.ended
 			}
@@ -156,13 +199,6 @@ func (s *session) clientToServer() string {
 	}
 }
 
-// deniedError stops the relay when the gate refuses a command. Until the
-// policy engine lands (with precise per-statement refusal), refusing fails
-// closed: the session ends.
-type deniedError struct{ msg string }
-
-func (e *deniedError) Error() string { return e.msg }
-
 func (s *session) visitClient(frame []byte, whole bool) error {
 	switch frame[0] {
 	case pgwire.MsgQuery:
@@ -170,15 +206,47 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		if err != nil {
 			return err
 		}
-		return s.decide(kindSimple, s.internText(text))
+		s.sent = 0
+		sql := s.internText(text)
+		d := s.decide(sql)
+		p := pendingCmd{kind: kindSimple, text: sql, start: time.Now(), decision: d}
+		if d.Action == gate.Allow {
+			s.push(p)
+			return nil
+		}
+		p.refusal = refusal(d)
+		s.push(p)
+		return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
+	case pgwire.MsgFunctionCall:
+		// The fast-path protocol calls a function by OID, with no SQL
+		// to classify: the gate judges it as text the parser rejects
+		// (UNKNOWN), the most dangerous class.
+		if len(frame) < pgwire.HeaderLen+4 {
+			return &pgwire.ProtocolError{Msg: "invalid FunctionCall message"}
+		}
+		text := "-- fast-path FunctionCall of function OID " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(frame[pgwire.HeaderLen:])), 10) + "\n<FunctionCall>"
+		d := s.decide(text)
+		p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
+		if d.Action == gate.Allow {
+			s.push(p)
+			return nil
+		}
+		p.refusal = refusal(d)
+		s.push(p)
+		return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
 	case pgwire.MsgParse:
 		name, text, err := pgwire.ParseFields(frame)
 		if err != nil {
 			return err
 		}
 		sql := s.internText(text)
-		if d := s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: sql}); d.Action != gate.Allow {
-			return &deniedError{msg: d.Message}
+		d := s.decide(sql)
+		s.sent++
+		if d.Action != gate.Allow {
+			delete(s.stmts, string(name))
+			s.push(pendingCmd{kind: kindBlockedParse, text: sql, start: time.Now(), decision: d,
+				refusal: refusal(d), after: s.sent - 1})
+			return &substitute{with: pgwire.AppendParse(nil, name, blockedSQL)}
 		}
 		s.stmts[string(name)] = sql
 	case pgwire.MsgBind:
@@ -186,20 +254,26 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		if err != nil {
 			return err
 		}
+		s.sent++
 		s.portals[string(portal)] = s.stmts[string(stmt)]
+	case pgwire.MsgDescribe:
+		s.sent++
 	case pgwire.MsgExecute:
 		portal, err := pgwire.ExecutePortal(frame)
 		if err != nil {
 			return err
 		}
+		s.sent++
 		s.push(pendingCmd{kind: kindExecute, text: s.portals[string(portal)], start: time.Now()})
 	case pgwire.MsgSync:
+		s.sent = 0
 		s.push(pendingCmd{kind: kindSync})
-	case 'C': // Close statement or portal
+	case pgwire.MsgClose:
 		kind, name, err := pgwire.CloseTarget(frame)
 		if err != nil {
 			return err
 		}
+		s.sent++
 		if kind == 'S' {
 			delete(s.stmts, string(name))
 		} else {
@@ -211,14 +285,22 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 	return nil
 }
 
-// decide asks the gate about a simple query and queues it when allowed.
-func (s *session) decide(kind pendingKind, text string) error {
-	d := s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: text})
-	if d.Action != gate.Allow {
-		return &deniedError{msg: d.Message}
+// decide asks the gate about SQL text.
+func (s *session) decide(sql string) gate.Decision {
+	return s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: sql, LegacyStrings: s.legacyStrings.Load()})
+}
+
+// refusal is the ErrorResponse a client gets for a refused statement.
+func refusal(d gate.Decision) []byte {
+	msg := "gatehouse refused this statement: " + d.Message
+	if d.Action == gate.Review {
+		msg = "gatehouse: this statement needs approval (" + d.Message + "), and this gateway cannot take reviews yet"
 	}
-	s.push(pendingCmd{kind: kind, text: text, start: time.Now()})
-	return nil
+	detail := ""
+	if d.Rule != "" {
+		detail = "policy rule " + d.Rule
+	}
+	return pgwire.AppendError(nil, pgwire.SeverityError, codeInsufficientPrivilege, msg, detail, "")
 }
 
 // internText returns the statement as a string, sharing one copy among
@@ -251,6 +333,10 @@ func (s *session) serverToClient() string {
 	visit := s.visitServer
 	for {
 		run, err := ch.Next(visit)
+		if sub, ok := err.(*substitute); ok {
+			ch.Discard()
+			run, err = append(run[:len(run):len(run)], sub.with...), nil
+		}
 		if len(run) > 0 {
 			s.clientMu.Lock()
 			_, werr := s.client.Write(run)
@@ -281,7 +367,17 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 	case pgwire.MsgDataRow:
 		s.dataRows++
 		return nil
+	case pgwire.MsgParseComplete, pgwire.MsgBindComplete, pgwire.MsgCloseComplete,
+		pgwire.MsgRowDescription, pgwire.MsgNoData:
+		s.completed++
+		return nil
+	case pgwire.MsgParameterStatus:
+		if name, value, ok := pgwire.ParameterStatusFields(frame); ok && string(name) == "standard_conforming_strings" {
+			s.legacyStrings.Store(string(value) == "off")
+		}
+		return nil
 	case pgwire.MsgCommandComplete:
+		s.completed++
 		// The tag's count is authoritative (it covers writes, which
 		// return no rows); without one, count the rows sent.
 		n := pgwire.CommandRows(frame)
@@ -289,7 +385,7 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 			n = s.dataRows
 		}
 		s.mu.Lock()
-		if p := s.front(); p != nil && p.kind != kindSync {
+		if p := s.front(); p != nil && p.kind != kindSync && p.kind != kindBlockedParse {
 			p.rows += n
 			if p.kind == kindExecute {
 				s.completeFront()
@@ -297,6 +393,7 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 		}
 		s.mu.Unlock()
 	case pgwire.MsgEmptyQuery, pgwire.MsgPortalSuspended:
+		s.completed++
 		s.mu.Lock()
 		if p := s.front(); p != nil && p.kind == kindExecute {
 			p.rows += s.dataRows
@@ -305,25 +402,48 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 		s.mu.Unlock()
 	case pgwire.MsgErrorResponse:
 		code, msg := pgwire.ErrorFields(frame)
+		var sub error
 		s.mu.Lock()
-		if p := s.front(); p != nil && p.kind != kindSync && p.code == "" {
+		p := s.front()
+		switch {
+		case p == nil || p.kind == kindSync:
+		case p.kind == kindBlockedParse:
+			// The stand-in's error, if nothing before it failed; an
+			// earlier message's error passes through and the server
+			// skips the stand-in.
+			if s.completed == p.after {
+				p.code, p.msg = codeInsufficientPrivilege, p.decision.Message
+				sub = &substitute{with: p.refusal}
+				s.completeFront()
+			}
+		case p.code == "":
 			p.code, p.msg = string(code), string(msg)
+			if p.refusal != nil { // a refused simple query's stand-in
+				p.code, p.msg = codeInsufficientPrivilege, p.decision.Message
+				sub = &substitute{with: p.refusal}
+			}
 			if p.kind == kindExecute {
 				s.completeFront()
 			}
 		}
 		s.mu.Unlock()
+		s.dataRows = 0
+		return sub
 	case pgwire.MsgReadyForQuery:
+		s.completed = 0
 		s.mu.Lock()
 		// Everything up to the Sync or Query this answers is finished;
-		// Executes still queued were skipped after an error.
+		// batch entries still queued were skipped after an error.
 		for p := s.front(); p != nil; p = s.front() {
-			kind := p.kind
-			if kind == kindExecute && p.code == "" {
+			inBatch := p.inBatch()
+			if inBatch && p.code == "" {
 				p.msg = "not executed: an earlier message in the pipeline failed"
+				if p.kind == kindBlockedParse {
+					p.code, p.msg = codeInsufficientPrivilege, p.decision.Message
+				}
 			}
 			s.completeFront()
-			if kind != kindExecute {
+			if !inBatch {
 				break
 			}
 		}
@@ -348,8 +468,11 @@ func (s *session) completeFront() {
 }
 
 func (s *session) record(p *pendingCmd, d time.Duration) {
-	s.engine.deps.Gate.Done(s.gs, &gate.Command{Type: gate.CommandQuery, Text: p.text},
-		gate.Decision{Action: gate.Allow},
+	dec := p.decision
+	if dec.Action == "" {
+		dec.Action = gate.Allow // an Execute: its statement was allowed at Parse
+	}
+	s.engine.deps.Gate.Done(s.gs, &gate.Command{Type: gate.CommandQuery, Text: p.text}, dec,
 		gate.Result{Rows: p.rows, SQLState: p.code, Error: p.msg, Duration: d})
 }
 

@@ -31,6 +31,9 @@ const (
 	codeProgramLimit       = "54000"
 	codeAdminShutdown      = "57P01"
 	codeInternal           = "XX000"
+	// codeInsufficientPrivilege is PostgreSQL's own code for a statement
+	// the role may not run; a policy refusal uses it too.
+	codeInsufficientPrivilege = "42501"
 )
 
 // clientError is a startup failure to report to the client as a FATAL
@@ -178,6 +181,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	}
 	s.target = target.conn
 	s.targetAddr, s.targetPID, s.targetKey, s.cancelable = target.addr, target.pid, target.key, target.cancelable
+	s.legacyStrings.Store(target.params["standard_conforming_strings"] == "off")
 	e.register(s)
 
 	// Finish the client's login: the target's parameters, the gateway's

@@ -25,6 +25,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Identities", testIdentities},
 		{"Connections", testConnections},
 		{"RefusesPlaintextCredential", testRefusesPlaintext},
+		{"Policies", testPolicies},
 		{"Tokens", testTokens},
 		{"TxRollsBack", testTxRollsBack},
 		{"Meta", testMeta},
@@ -79,13 +80,53 @@ func testIdentities(t *testing.T, s store.Store) {
 	}
 }
 
+func testPolicies(t *testing.T, s store.Store) {
+	p := resource.Policy{Name: "prod", Connections: resource.Selector{Names: []string{"orders-*"}, Labels: map[string]string{"env": "prod"}},
+		Presets: []string{"postgres-production"},
+		Rules:   []resource.Rule{{Name: "no-drop", Action: resource.ActionBlock, When: `command.sql.ddl`, Message: "m"}}}
+	gen0, _ := s.GetMeta(ctx, store.PolicyGenerationKey)
+	if created, err := s.PutPolicy(ctx, p); err != nil || !created {
+		t.Fatalf("PutPolicy = %v, %v", created, err)
+	}
+	gen1, err := s.GetMeta(ctx, store.PolicyGenerationKey)
+	if err != nil || gen1 == gen0 {
+		t.Fatalf("policy generation %q → %q, %v: want a change", gen0, gen1, err)
+	}
+	got, err := s.GetPolicy(ctx, "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Connections.Labels["env"] != "prod" || len(got.Rules) != 1 || got.Rules[0].When != "command.sql.ddl" || got.Presets[0] != "postgres-production" || got.CreatedAt.IsZero() {
+		t.Errorf("GetPolicy = %+v", got)
+	}
+	p.Rules = append(p.Rules, resource.Rule{Name: "r2", Action: resource.ActionAllow, When: "true"})
+	if created, err := s.PutPolicy(ctx, p); err != nil || created {
+		t.Fatalf("update PutPolicy = %v, %v", created, err)
+	}
+	if list, err := s.ListPolicies(ctx); err != nil || len(list) != 1 || len(list[0].Rules) != 2 {
+		t.Fatalf("ListPolicies = %+v, %v", list, err)
+	}
+	if err := s.DeletePolicy(ctx, "prod"); err != nil {
+		t.Fatal(err)
+	}
+	if gen2, _ := s.GetMeta(ctx, store.PolicyGenerationKey); gen2 == gen1 {
+		t.Error("DeletePolicy did not change the policy generation")
+	}
+	if _, err := s.GetPolicy(ctx, "prod"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetPolicy after delete = %v, want ErrNotFound", err)
+	}
+	if err := s.DeletePolicy(ctx, "prod"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second DeletePolicy = %v, want ErrNotFound", err)
+	}
+}
+
 func testConnections(t *testing.T, s store.Store) {
 	rec := store.ConnectionRecord{
 		Connection: resource.Connection{
 			Name: "orders-db", Type: resource.TypePostgres, Address: "127.0.0.1:5432",
 			Database: "orders", User: "app", TLS: resource.TargetTLS{Mode: resource.TLSRequire},
 			Labels: map[string]string{"env": "prod"},
-			Allow:  resource.AccessList{Groups: []string{"dba"}, Identities: []string{"ci-bot"}},
+			DefaultAction: resource.ActionBlock,
 		},
 		Credential: resource.Credential{Source: resource.CredentialInline},
 		Sealed:     []byte{1, 2, 3, 0, 255},
@@ -98,7 +139,7 @@ func testConnections(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	if got.Address != rec.Address || got.Database != "orders" || got.User != "app" || got.TLS.Mode != resource.TLSRequire ||
-		got.Labels["env"] != "prod" || fmt.Sprint(got.Allow.Identities) != "[ci-bot]" ||
+		got.Labels["env"] != "prod" || got.DefaultAction != resource.ActionBlock ||
 		got.Credential.Source != resource.CredentialInline || !bytes.Equal(got.Sealed, rec.Sealed) ||
 		got.CredentialSource != resource.CredentialInline || got.CreatedAt.IsZero() {
 		t.Errorf("GetConnection = %+v", got)

@@ -50,6 +50,17 @@ func (c *Chunker) Next(visit Visitor) ([]byte, error) {
 	}
 }
 
+// Discard drops the frame whose visit returned the error Next just
+// reported; the caller sends something else in its place. Only a held
+// frame, which the visitor always sees whole, can be discarded.
+func (c *Chunker) Discard() {
+	_, total, ok := Header(c.buf[c.start:c.end])
+	if !ok || !c.Hold(c.buf[c.start]) || total > c.end-c.start {
+		panic("pgwire: Discard without a whole held frame")
+	}
+	c.start += total
+}
+
 // Buffered reports how many bytes are read but not yet returned.
 func (c *Chunker) Buffered() int { return c.end - c.start }
 

@@ -9,16 +9,21 @@ import (
 // Message type bytes the gateway looks at.
 const (
 	// Frontend.
-	MsgQuery     byte = 'Q'
-	MsgParse     byte = 'P'
-	MsgBind      byte = 'B'
-	MsgExecute   byte = 'E'
-	MsgSync      byte = 'S'
-	MsgTerminate byte = 'X'
-	MsgPassword  byte = 'p'
-	MsgCopyData  byte = 'd'
-	MsgCopyDone  byte = 'c'
-	MsgCopyFail  byte = 'f'
+	MsgQuery    byte = 'Q'
+	MsgParse    byte = 'P'
+	MsgBind     byte = 'B'
+	MsgExecute  byte = 'E'
+	MsgDescribe byte = 'D'
+	// MsgFunctionCall is the fast-path protocol's call of a function by
+	// OID.
+	MsgFunctionCall byte = 'F'
+	MsgClose        byte = 'C'
+	MsgSync         byte = 'S'
+	MsgTerminate    byte = 'X'
+	MsgPassword     byte = 'p'
+	MsgCopyData     byte = 'd'
+	MsgCopyDone     byte = 'c'
+	MsgCopyFail     byte = 'f'
 
 	// Backend.
 	MsgAuthentication   byte = 'R'
@@ -34,6 +39,11 @@ const (
 	MsgCopyInResponse   byte = 'G'
 	MsgCopyOutResponse  byte = 'H'
 	MsgCopyBothResponse byte = 'W'
+	MsgParseComplete    byte = '1'
+	MsgBindComplete     byte = '2'
+	MsgCloseComplete    byte = '3'
+	MsgRowDescription   byte = 'T'
+	MsgNoData           byte = 'n'
 )
 
 // HeaderLen is a message's type byte plus its length word.
@@ -126,6 +136,17 @@ func CloseTarget(frame []byte) (kind byte, name []byte, err error) {
 		return 0, nil, protoErr("invalid Close message: bad name")
 	}
 	return body[0], name, nil
+}
+
+// ParameterStatusFields returns the name and value of a ParameterStatus
+// frame; ok is false for a malformed one.
+func ParameterStatusFields(frame []byte) (name, value []byte, ok bool) {
+	name, rest, ok := cbytes(frame[HeaderLen:])
+	if !ok {
+		return nil, nil, false
+	}
+	value, _, ok = cbytes(rest)
+	return name, value, ok
 }
 
 // PasswordText returns the password of a PasswordMessage frame.
@@ -231,6 +252,23 @@ func AppendParameterStatus(b []byte, name, value string) []byte {
 	b, at := begin(b, MsgParameterStatus)
 	b = append(append(b, name...), 0)
 	b = append(append(b, value...), 0)
+	return finish(b, at)
+}
+
+// AppendQuery builds a simple-protocol Query.
+func AppendQuery(b []byte, sql string) []byte {
+	b, at := begin(b, MsgQuery)
+	b = append(append(b, sql...), 0)
+	return finish(b, at)
+}
+
+// AppendParse builds a Parse of sql as statement name, with no parameter
+// types.
+func AppendParse(b []byte, name []byte, sql string) []byte {
+	b, at := begin(b, MsgParse)
+	b = append(append(b, name...), 0)
+	b = append(append(b, sql...), 0)
+	b = append(b, 0, 0)
 	return finish(b, at)
 }
 

@@ -1,0 +1,126 @@
+package resource
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// RuleAction is what a matching rule asks for.
+type RuleAction string
+
+// Rule actions. Masking rules arrive with the masking engine.
+const (
+	ActionAllow  RuleAction = "allow"
+	ActionBlock  RuleAction = "block"
+	ActionReview RuleAction = "review"
+	ActionMask   RuleAction = "mask"
+)
+
+// Policy selects connections and holds rules for them. Conditions are CEL
+// expressions, compiled and type-checked when the policy is applied (by
+// package policy; this package checks only the document's shape).
+type Policy struct {
+	Name        string `json:"name" yaml:"name"`
+	Description string `json:"description,omitempty" yaml:"description,omitempty"`
+	// Connections selects the connections the rules apply to.
+	Connections Selector `json:"connections" yaml:"connections"`
+	// Presets names built-in rule sets (such as postgres-production)
+	// evaluated before the policy's own rules.
+	Presets []string `json:"presets,omitempty" yaml:"presets,omitempty"`
+	Rules   []Rule   `json:"rules,omitempty" yaml:"rules,omitempty"`
+
+	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"-"`
+	UpdatedAt time.Time `json:"updatedAt,omitzero" yaml:"-"`
+}
+
+// Selector picks connections by name (exact or a glob such as "prod-*")
+// and by labels. A connection is selected when one of Names matches (or
+// Names is empty) and it carries every label in Labels.
+type Selector struct {
+	Names  []string          `json:"names,omitempty" yaml:"names,omitempty"`
+	Labels map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+}
+
+// Rule is one condition and what to do when it holds.
+type Rule struct {
+	Name   string     `json:"name" yaml:"name"`
+	Action RuleAction `json:"action" yaml:"action"`
+	// When is a CEL expression over identity, connection, command and
+	// time; it must evaluate to a bool.
+	When string `json:"when" yaml:"when"`
+	// Message is shown to a client whose command the rule blocks.
+	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+
+	// Line is where the rule's condition sits in the applied manifest,
+	// for error messages; 0 when unknown.
+	Line int `json:"-" yaml:"-"`
+}
+
+// Selects reports whether the selector picks connection c.
+func (s Selector) Selects(c Connection) bool {
+	if len(s.Names) > 0 {
+		hit := false
+		for _, pattern := range s.Names {
+			if ok, _ := path.Match(pattern, c.Name); ok {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			return false
+		}
+	}
+	for k, v := range s.Labels {
+		if c.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks a policy's shape: names, selector, actions, and that
+// every rule has a condition. CEL is checked by package policy.
+func (p *Policy) Validate() error {
+	if err := ValidateName("name", p.Name); err != nil {
+		return err
+	}
+	if len(p.Connections.Names) == 0 && len(p.Connections.Labels) == 0 {
+		return fmt.Errorf("policy %q: connections selects nothing: give names (globs allowed, \"*\" for every connection) or labels", p.Name)
+	}
+	for _, pattern := range p.Connections.Names {
+		if _, err := path.Match(pattern, ""); err != nil {
+			return fmt.Errorf("policy %q: connections.names: %q is not a valid glob", p.Name, pattern)
+		}
+	}
+	for k := range p.Connections.Labels {
+		if err := ValidateName("label key", k); err != nil {
+			return fmt.Errorf("policy %q: connections.labels: %w", p.Name, err)
+		}
+	}
+	if len(p.Rules) == 0 && len(p.Presets) == 0 {
+		return fmt.Errorf("policy %q: has no rules and no presets", p.Name)
+	}
+	seen := map[string]bool{}
+	for i := range p.Rules {
+		r := &p.Rules[i]
+		if err := ValidateName("rule name", r.Name); err != nil {
+			return fmt.Errorf("policy %q: rule %d: %w", p.Name, i+1, err)
+		}
+		if seen[r.Name] {
+			return fmt.Errorf("policy %q: rule %q is defined twice", p.Name, r.Name)
+		}
+		seen[r.Name] = true
+		switch r.Action {
+		case ActionAllow, ActionBlock, ActionReview:
+		case ActionMask:
+			return fmt.Errorf("policy %q: rule %q: action mask is not supported yet (it arrives with the masking engine)", p.Name, r.Name)
+		default:
+			return fmt.Errorf("policy %q: rule %q: action %q is invalid (want allow, block or review)", p.Name, r.Name, r.Action)
+		}
+		if r.When == "" {
+			return fmt.Errorf("policy %q: rule %q: when is required (a CEL condition; \"true\" matches everything)", p.Name, r.Name)
+		}
+	}
+	return nil
+}
