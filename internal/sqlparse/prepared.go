@@ -1,5 +1,7 @@
 package sqlparse
 
+import "maps"
+
 // Prepared tracks the SQL-level prepared statements (PREPARE name AS …) of
 // one session, so EXECUTE name is judged as the statement it runs.
 type Prepared map[string][]Statement
@@ -20,12 +22,29 @@ func (p Prepared) Resolve(r *Result) *Result {
 		return r
 	}
 	out := &Result{Unknown: r.Unknown, Error: r.Error}
-	for _, s := range r.Statements {
+	// Statements prepared (or deallocated) earlier in the same text.
+	var local Prepared
+	for i, s := range r.Statements {
+		if s.Nested {
+			out.Statements = append(out.Statements, s)
+			continue
+		}
+		switch s.Kind {
+		case KindPrepare, "DEALLOCATE", "DISCARD":
+			if local == nil {
+				local = maps.Clone(p)
+			}
+			local.Update(&Result{Statements: r.Statements[i:nestedEnd(r.Statements, i)]})
+		}
 		if s.Kind != KindExecute {
 			out.Statements = append(out.Statements, s)
 			continue
 		}
-		inner, ok := p[s.Prepared]
+		known := p
+		if local != nil {
+			known = local
+		}
+		inner, ok := known[s.Prepared]
 		if !ok {
 			s.Dynamic = true
 			out.Statements = append(out.Statements, s)
@@ -49,11 +68,7 @@ func (p Prepared) Update(r *Result) {
 		switch s.Kind {
 		case KindPrepare:
 			// The prepared statement is the nested run that follows.
-			j := i + 1
-			for j < len(r.Statements) && r.Statements[j].Nested {
-				j++
-			}
-			p[s.Prepared] = append([]Statement(nil), r.Statements[i+1:j]...)
+			p[s.Prepared] = append([]Statement(nil), r.Statements[i+1:nestedEnd(r.Statements, i)]...)
 		case "DEALLOCATE":
 			if s.Prepared == "" {
 				clear(p) // DEALLOCATE ALL
@@ -64,4 +79,14 @@ func (p Prepared) Update(r *Result) {
 			clear(p)
 		}
 	}
+}
+
+// nestedEnd returns the index after statement i and the nested statements
+// that follow it.
+func nestedEnd(stmts []Statement, i int) int {
+	j := i + 1
+	for j < len(stmts) && stmts[j].Nested {
+		j++
+	}
+	return j
 }

@@ -226,3 +226,20 @@ func BenchmarkClassify(b *testing.B) {
 		}
 	})
 }
+
+func TestPreparedInOneText(t *testing.T) {
+	p := Prepared{}
+	r := p.Resolve(Postgres("PREPARE a AS SELECT 1; EXECUTE a"))
+	if r.Dynamic || len(r.Statements) != 4 || r.Statements[3].Kind != KindSelect {
+		t.Errorf("EXECUTE of a statement prepared earlier in the text: %+v", r.Statements)
+	}
+	if r := p.Resolve(Postgres("PREPARE b AS DELETE FROM t; EXECUTE b")); !r.Writes {
+		t.Errorf("the prepared DELETE was not seen: %+v", r.Statements)
+	}
+	if r := p.Resolve(Postgres("PREPARE c AS SELECT 1; DEALLOCATE c; EXECUTE c")); !r.Dynamic {
+		t.Errorf("EXECUTE after DEALLOCATE in the same text should be unknown: %+v", r.Statements)
+	}
+	if len(p) != 0 {
+		t.Errorf("Resolve changed the session's statements: %v", p)
+	}
+}
