@@ -35,6 +35,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzReadStartup ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzChunker ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzClassify ./internal/sqlparse
 
 clean:
 	rm -rf bin

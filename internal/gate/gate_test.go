@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
@@ -115,4 +116,54 @@ func TestDoneRecordsResult(t *testing.T) {
 	if len(a.events) != 2 || a.events[0].Command != "SELECT 1/0" || a.events[0].SQLState != "22012" || a.events[1].Type != audit.TypeSessionClose {
 		t.Errorf("events %+v", a.events)
 	}
+}
+
+// BenchmarkDecide measures what the engine pays per statement: classify,
+// resolve, evaluate the postgres-production preset plus rules. "cached" is
+// a repeated statement shape (literals differ), "uncached" a new shape each
+// time.
+func BenchmarkDecide(b *testing.B) {
+	g := &Gate{Audit: &memAudit{}}
+	docs, err := resource.Decode([]byte(accessPolicy + "---\nkind: Policy\nname: prod\nconnections: {names: [db]}\npresets: [postgres-production]\nrules:\n  - {name: bots-read-only, action: block, when: 'identity.kind == \"service\" && command.sql.writes'}\n"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var cs []*policy.Compiled
+	for _, d := range docs {
+		c, err := policy.Compile(*d.Policy)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	g.SetPolicies(policy.NewSet(1, cs))
+	s := &Session{ID: "s", Identity: resource.Identity{Name: "alice", Type: resource.IdentityUser, Groups: []string{"dba"}},
+		Connection: resource.Connection{Name: "db", DefaultAction: resource.ActionAllow}}
+	g.Connect(s)
+	texts := make([]string, 1024)
+	for i := range texts {
+		texts[i] = fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d", i*7919)
+	}
+	b.Run("cached", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if d := g.Decide(s, &Command{Type: CommandQuery, Text: texts[i%len(texts)]}); d.Action != Allow {
+				b.Fatal(d)
+			}
+			i++
+		}
+	})
+	b.Run("uncached", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			// A new column alias is a new shape: parsed and evaluated.
+			text := fmt.Sprintf("SELECT abalance AS a%d FROM pgbench_accounts WHERE aid = 1", i)
+			if d := g.Decide(s, &Command{Type: CommandQuery, Text: text}); d.Action != Allow {
+				b.Fatal(d)
+			}
+			i++
+		}
+	})
 }

@@ -265,6 +265,9 @@ func (w *walker) walk(i int, msg proto.Message, scope []string, top bool) {
 		}
 	case *pg.WithClause:
 		return // handled by the statement that holds it, below
+	case *pg.A_Const, *pg.ColumnRef, *pg.ParamRef, *pg.String, *pg.Integer, *pg.Float,
+		*pg.Boolean, *pg.TypeName, *pg.Alias, *pg.A_Star:
+		return // leaves: no table, function or statement below
 	}
 	if with := withClause(msg); with != nil {
 		scope = w.with(i, with, scope)

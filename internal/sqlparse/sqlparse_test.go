@@ -243,3 +243,24 @@ func TestPreparedInOneText(t *testing.T) {
 		t.Errorf("Resolve changed the session's statements: %v", p)
 	}
 }
+
+func TestFunctionsAnywhere(t *testing.T) {
+	for _, sql := range []string{
+		"SELECT 1 ORDER BY pg_read_file('/etc/passwd')",
+		"SELECT 1 GROUP BY pg_read_file('/etc/passwd')",
+		"SELECT pg_read_file('/etc/passwd')::text",
+		"SELECT CAST(pg_read_file('/etc/passwd') AS text)",
+		"SELECT ARRAY[pg_read_file('/etc/passwd')]",
+		"SELECT 1 WHERE 'a' = ANY(ARRAY[pg_read_file('x')])",
+		"INSERT INTO t VALUES (pg_read_file('x'))",
+		"SELECT count(*) FILTER (WHERE pg_read_file('x') IS NULL) FROM t",
+		"SELECT * FROM t JOIN u ON pg_read_file('x') IS NULL",
+		"SELECT 1 HAVING pg_read_file('x') IS NULL",
+		"VALUES (pg_read_file('x'))",
+		"SELECT row_number() OVER (ORDER BY pg_read_file('x'))",
+	} {
+		if r := Postgres(sql); !r.Dangerous {
+			t.Errorf("%s: the dangerous call was not seen: %+v", sql, r.Statements)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -155,4 +156,120 @@ func detail(pe *pgconn.PgError) string {
 		return ""
 	}
 	return pe.Detail
+}
+
+// TestRefusalKeepsTransactionState checks that a refused statement inside
+// an explicit transaction aborts it exactly as a failing statement does on
+// PostgreSQL itself: status E, later statements 25P02, ROLLBACK recovers,
+// and nothing of the transaction persists.
+func TestRefusalKeepsTransactionState(t *testing.T) {
+	e := sharedEnv(t)
+	run := func(dsn, failing string) string {
+		conn, err := pgconn.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		var steps []string
+		step := func(sql string) {
+			_, err := conn.Exec(ctx, sql).ReadAll()
+			steps = append(steps, fmt.Sprintf("%s:%s", codeOf(err), string(conn.TxStatus())))
+		}
+		step("BEGIN")
+		step("INSERT INTO billing.invoices VALUES (77, false)")
+		step(failing)
+		step("SELECT 1")
+		step("ROLLBACK")
+		var n int64
+		res, _ := conn.Exec(ctx, "SELECT count(*) FROM billing.invoices WHERE id = 77").ReadAll()
+		if len(res) == 1 && len(res[0].Rows) == 1 {
+			fmt.Sscan(string(res[0].Rows[0][0]), &n)
+		}
+		return strings.Join(steps, " ") + fmt.Sprintf(" kept=%d", n)
+	}
+	direct := e.connect(t, e.direct())
+	if _, err := direct.Exec(ctx, bypassSchema, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	want := run(e.direct(), "SELECT 1/0")
+	got := run(e.dsn(e.alice, "guarded", "disable"), "DELETE FROM accounts")
+	want = strings.Replace(want, "22012", "42501", 1)
+	if got != want || !strings.Contains(got, "42501:E 25P02:E") {
+		t.Errorf("through the gateway: %s\ndirect with a failing statement: %s", got, want)
+	}
+}
+
+// TestRefusalInPipeline checks the extended protocol: a refused Parse in a
+// pipeline fails like a statement that fails to parse (the rest is skipped
+// until Sync), a failure earlier in the pipeline still wins, and the
+// connection goes on.
+func TestRefusalInPipeline(t *testing.T) {
+	e := sharedEnv(t)
+	// run sends the statements as one pipeline (Parse, Bind, Describe,
+	// Execute each, one Sync) and reports each result.
+	run := func(conn *pgconn.PgConn, queries ...string) string {
+		b := &pgconn.Batch{}
+		for _, q := range queries {
+			b.ExecParams(q, nil, nil, nil, nil)
+		}
+		results, err := conn.ExecBatch(ctx, b).ReadAll()
+		var out []string
+		for _, r := range results {
+			out = append(out, fmt.Sprint(len(r.Rows), ":", codeOf(r.Err)))
+		}
+		_, after := conn.Exec(ctx, "SELECT 42").ReadAll()
+		return fmt.Sprint(strings.Join(out, " "), " batch=", codeOf(err), " then=", codeOf(after), " tx=", string(conn.TxStatus()))
+	}
+	direct, err := pgconn.Connect(ctx, e.direct())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close(ctx)
+	gw, err := pgconn.Connect(ctx, e.dsn(e.alice, "guarded", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close(ctx)
+	want := run(direct, "SELECT 1", "SELECT 1 FROM no_such_table", "SELECT 3")
+	got := run(gw, "SELECT 1", "DELETE FROM accounts RETURNING 1", "SELECT 3")
+	if strings.ReplaceAll(want, "42P01", "42501") != got || !strings.Contains(got, "42501") {
+		t.Errorf("refused statement in a pipeline: %s\ndirect with one that fails to parse: %s", got, want)
+	}
+	want = run(direct, "SELECT 1/0", "SELECT 1 FROM no_such_table", "SELECT 3")
+	got = run(gw, "SELECT 1/0", "DELETE FROM accounts RETURNING 1", "SELECT 3")
+	if got != want || !strings.Contains(got, "22012") || strings.Contains(got, "42501") {
+		t.Errorf("an earlier failure must win over a refusal: %s, direct %s", got, want)
+	}
+
+	conn := e.connect(t, e.dsn(e.alice, "guarded", "disable"))
+	if _, err := conn.Prepare(ctx, "wipe", "DELETE FROM accounts"); codeOf(err) != "42501" {
+		t.Errorf("Prepare of a refused statement = %v, want 42501", err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM accounts").Scan(&n); err != nil || n != 5 {
+		t.Errorf("after refusals: %d accounts, %v", n, err)
+	}
+
+	// Refusals are audited with their rule.
+	found := false
+	for _, ev := range e.auditEvents(t) {
+		if ev["type"] == "command" && ev["decision"] == "block" && ev["command"] == "DELETE FROM accounts RETURNING 1" &&
+			strings.HasSuffix(fmt.Sprint(ev["rule"]), "unbounded-writes") && ev["sqlstate"] == "42501" {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no audit event records the refused DELETE with its rule")
+	}
+}
+
+func codeOf(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	if err != nil {
+		return "err"
+	}
+	return "ok"
 }
