@@ -108,6 +108,22 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("re-apply of get -o yaml = %d %q %q", code, out, errOut)
 	}
 
+	// Policies: the example applies; a condition that does not compile is
+	// refused with its position and writes nothing.
+	if code, out, errOut = g.run(t, g.admin, "", "apply", "-f", "../../examples/policies.yaml"); code != 0 || out != "policy/production created\n" {
+		t.Errorf("apply policies = %d %q %q", code, out, errOut)
+	}
+	if code, out, _ = g.run(t, g.admin, "", "get", "policies"); code != 0 || !strings.Contains(out, "production") || !strings.Contains(out, "env=prod") || !strings.Contains(out, "postgres-production") {
+		t.Errorf("get policies = %d %q", code, out)
+	}
+	bad := "kind: Policy\nname: broken\nconnections: {names: ['*']}\nrules:\n  - name: typo\n    action: block\n    when: command.sql.writs\n"
+	if code, _, errOut = g.run(t, g.admin, bad, "apply", "-f", "-"); code != 1 || !strings.Contains(errOut, `line 7: policy "broken" rule "typo": when: 1:12: undefined field 'writs'`) {
+		t.Errorf("apply of a broken policy = %d %q", code, errOut)
+	}
+	if code, _, errOut = g.run(t, g.admin, "", "get", "policy", "broken"); code != 1 || !strings.Contains(errOut, "not found") {
+		t.Errorf("the broken policy was stored: %d %q", code, errOut)
+	}
+
 	// token create prints the token alone.
 	code, userTok, errOut := g.run(t, g.admin, "", "token", "create", "--identity", "ci-bot", "--ttl", "1h")
 	if code != 0 || !tokenLine.MatchString(userTok) {
