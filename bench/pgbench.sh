@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compares PostgreSQL reached directly, through pgbouncer and through
-# gatehouse, in one run on this machine. Every scenario runs in interleaved
+# gatehouse (without policy, and as "gh-policy" through a connection under
+# the postgres-production preset), in one run on this machine. Every scenario runs in interleaved
 # rounds (direct, pgbouncer, gatehouse, direct, …) because the machine is
 # shared and noisy; the report gives medians and each path's ratio to direct.
 #
@@ -8,7 +9,8 @@
 #   ROUNDS=3 DURATION=8 ONLY='S-simple-c8' bench/pgbench.sh
 #
 # Knobs: ROUNDS (3), DURATION seconds per run (10), SCALE (10), ONLY (a
-# regular expression over scenario names), OUT (report file).
+# regular expression over scenario names), PATHS (the paths compared,
+# "direct pgbouncer gatehouse gh-policy"), OUT (report file).
 # Everything binds 127.0.0.1; all servers stop when the script ends.
 set -euo pipefail
 
@@ -16,6 +18,7 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 SCALE=${SCALE:-10}
 ONLY=${ONLY:-.}
+PATHS=${PATHS:-direct pgbouncer gatehouse gh-policy}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/gatehouse-bench-XXXXXX)
 OUT=${OUT:-$ROOT/bench/results/pgbench-$(date -u +%Y%m%dT%H%M%SZ).md}
@@ -89,15 +92,17 @@ RAW="$WORK/raw.tsv"
 : > "$RAW"
 run() { # scenario path args
   local name=$1 path=$2 args=$3 port user pw pid
+  local db=bench
   case $path in
     direct)    port=$PGPORT; user=bench; pw=$PW;    pid= ;;
     pgbouncer) port=$BPORT;  user=bench; pw=$PW;    pid=$BPID ;;
     gatehouse) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID ;;
+    gh-policy) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID; db=bench_guarded ;;
   esac
   local t0=0 t1=0
   [ -n "$pid" ] && t0=$(ticks "$pid")
   # shellcheck disable=SC2086
-  local out; out=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$DURATION" $args bench 2>&1) || { echo "$out" >&2; return 1; }
+  local out; out=$(PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -T "$DURATION" $args "$db" 2>&1) || { echo "$out" >&2; return 1; }
   [ -n "$pid" ] && t1=$(ticks "$pid")
   local tps lat n us=0
   tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out" | head -1)
@@ -113,7 +118,7 @@ for sc in "${SCENARIOS[@]}"; do
   name=${sc%%|*}; args=${sc#*|}
   [[ $name =~ $ONLY ]] || continue
   for r in $(seq "$ROUNDS"); do
-    for path in direct pgbouncer gatehouse; do run "$name" "$path" "$args"; done
+    for path in $PATHS; do run "$name" "$path" "$args"; done
   done
 done
 
@@ -140,22 +145,26 @@ done
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "- PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'), gatehouse $(cd "$ROOT" && git rev-parse --short HEAD)"
   echo "- scale $SCALE, $ROUNDS interleaved rounds of ${DURATION}s; client, proxies and server share the machine"
-  echo "- gatehouse writes a per-statement audit record for every statement; no TLS on any path (loopback)"
+  echo "- gatehouse writes a per-statement audit record for every statement; gh-policy is gatehouse through a connection under the postgres-production preset; no TLS on any path (loopback)"
   echo
   echo "Medians over rounds. cpu = the proxy process's user+system CPU per transaction. RSS = peak resident memory."
   echo
-  echo "| scenario | direct tps | pgbouncer tps | gatehouse tps | pgbouncer/direct | gatehouse/direct | pgbouncer cpu µs/txn | gatehouse cpu µs/txn | direct lat ms | pgbouncer lat ms | gatehouse lat ms |"
-  echo "|---|---|---|---|---|---|---|---|---|---|---|"
-  python3 - "$RAW" <<'PY'
+  python3 - "$RAW" "$PATHS" <<'PY'
 import sys, statistics, collections
+paths_wanted = sys.argv[2].split()
 rows = collections.OrderedDict()
 for line in open(sys.argv[1]):
     name, path, tps, lat, us = line.rstrip("\n").split("\t")
     rows.setdefault(name, collections.defaultdict(list))[path].append((float(tps), float(lat), float(us) if us != "-" else 0.0))
+proxies = [p for p in paths_wanted if p != "direct"]
+head = ["scenario"] + [f"{p} tps" for p in paths_wanted] + [f"{p}/direct" for p in proxies] + [f"{p} cpu µs/txn" for p in proxies] + [f"{p} lat ms" for p in paths_wanted]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
 for name, paths in rows.items():
     med = {p: tuple(statistics.median(v[i] for v in vals) for i in range(3)) for p, vals in paths.items()}
-    d, b, g = med["direct"], med["pgbouncer"], med["gatehouse"]
-    print(f"| {name} | {d[0]:.0f} | {b[0]:.0f} | {g[0]:.0f} | {b[0]/d[0]:.2f} | {g[0]/d[0]:.2f} | {b[2]:.1f} | {g[2]:.1f} | {d[1]:.3f} | {b[1]:.3f} | {g[1]:.3f} |")
+    d = med["direct"]
+    cells = [name] + [f"{med[p][0]:.0f}" for p in paths_wanted] + [f"{med[p][0]/d[0]:.2f}" for p in proxies] + [f"{med[p][2]:.1f}" for p in proxies] + [f"{med[p][1]:.3f}" for p in paths_wanted]
+    print("| " + " | ".join(cells) + " |")
 PY
   echo
   echo "Peak RSS: pgbouncer $(hwm "$BPID") KiB, gatehouse $(hwm "$GPID") KiB."

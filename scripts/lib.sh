@@ -33,8 +33,9 @@ start_postgres() {
 }
 
 # start_gatehouse DB: builds gatehouse, starts it, creates connection DB
-# (target: the "bench" superuser on database DB) and exports TOKEN for a
-# service identity allowed to use it. Sets GPORT and GPID.
+# (target: the "bench" superuser on database DB) and connection DB_guarded
+# (the same target under the postgres-production preset), and exports
+# TOKEN for a service identity that may use them. Sets GPORT and GPID.
 start_gatehouse() {
   local db=$1
   GPORT=$(free_port); APORT=$(free_port)
@@ -57,7 +58,19 @@ address: 127.0.0.1:$PGPORT
 database: $db
 user: bench
 password: "$PW"
-allow: {groups: [bench]}
+---
+kind: Connection
+name: ${db}_guarded
+type: postgres
+address: 127.0.0.1:$PGPORT
+database: $db
+user: bench
+password: "$PW"
+---
+kind: Policy
+name: guarded
+connections: {names: ["${db}_guarded"]}
+presets: [postgres-production]
 YAML
   TOKEN=$(GATEHOUSE_TOKEN=$(cat "$WORK/gh/admin-token") "$WORK/gatehouse" token create --identity bench --ttl 24h)
 }
