@@ -10,7 +10,8 @@
 #
 # Knobs: ROUNDS (3), DURATION seconds per run (10), SCALE (10), ONLY (a
 # regular expression over scenario names), PATHS (the paths compared,
-# "direct pgbouncer gatehouse gh-policy"), OUT (report file).
+# "direct pgbouncer gatehouse gh-policy"; add "floor" for bench/relayfloor,
+# the cheapest possible relay), OUT (report file).
 # Everything binds 127.0.0.1; all servers stop when the script ends.
 set -euo pipefail
 
@@ -63,7 +64,10 @@ BPID=$(cat "$WORK/pgbouncer.pid")
 
 echo "bench: building and starting gatehouse" >&2
 start_gatehouse bench
-(cd "$ROOT" && go build -o "$WORK/idleconns" ./bench/idleconns)
+(cd "$ROOT" && go build -o "$WORK/idleconns" ./bench/idleconns && go build -o "$WORK/relayfloor" ./bench/relayfloor)
+FPORT=$(free_port)
+"$WORK/relayfloor" -listen "127.0.0.1:$FPORT" -target "127.0.0.1:$PGPORT" >/dev/null 2>&1 &
+FPID=$!; PIDS+=($FPID)
 
 cat > "$WORK/large.sql" <<'EOF'
 SELECT * FROM pgbench_accounts LIMIT 10000;
@@ -98,6 +102,7 @@ run() { # scenario path args
     pgbouncer) port=$BPORT;  user=bench; pw=$PW;    pid=$BPID ;;
     gatehouse) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID ;;
     gh-policy) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID; db=bench_guarded ;;
+    floor)     port=$FPORT;  user=bench; pw=$PW;    pid=$FPID ;;
   esac
   local t0=0 t1=0
   [ -n "$pid" ] && t0=$(ticks "$pid")
