@@ -361,6 +361,87 @@ func (s *sqlStore) DeletePolicy(ctx context.Context, name string) error {
 	})
 }
 
+// Audit.
+
+func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	return s.Tx(ctx, func(st Store) error {
+		tx := st.(*sqlStore)
+		for _, e := range events {
+			if _, err := tx.exec(ctx, "INSERT INTO audit_events (node, seq, body) VALUES (?, ?, ?)", e.Node, int64(e.Seq), string(e.Body)); err != nil {
+				return fmt.Errorf("append audit event %s/%d: %w", e.Node, e.Seq, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (s *sqlStore) AuditEvents(ctx context.Context, node string, after uint64, limit int) ([]AuditEvent, error) {
+	q := "SELECT node, seq, body FROM audit_events WHERE node = ? AND seq > ? ORDER BY seq"
+	args := []any{node, int64(after)}
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("audit events: %w", err)
+	}
+	return collect(rows, scanAuditEvent)
+}
+
+func scanAuditEvent(row interface{ Scan(...any) error }) (AuditEvent, error) {
+	var e AuditEvent
+	var seq int64
+	var body string
+	err := row.Scan(&e.Node, &seq, &body)
+	e.Seq, e.Body = uint64(seq), []byte(body)
+	return e, err
+}
+
+func (s *sqlStore) LastAuditEvent(ctx context.Context, node string) (AuditEvent, error) {
+	e, err := scanAuditEvent(s.queryRow(ctx, "SELECT node, seq, body FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1", node))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, fmt.Errorf("audit events of node %q: %w", node, ErrNotFound)
+	}
+	return e, err
+}
+
+func (s *sqlStore) AuditNodes(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, "SELECT DISTINCT node FROM audit_events ORDER BY node")
+	if err != nil {
+		return nil, fmt.Errorf("audit nodes: %w", err)
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (string, error) {
+		var n string
+		return n, row.Scan(&n)
+	})
+}
+
+func (s *sqlStore) PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error {
+	_, err := s.exec(ctx, "INSERT INTO audit_checkpoints (node, size, note, frontier) VALUES (?, ?, ?, ?)", c.Node, int64(c.Size), c.Note, c.Frontier)
+	if err != nil {
+		return fmt.Errorf("put audit checkpoint %s/%d: %w", c.Node, c.Size, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) AuditCheckpoints(ctx context.Context, node string) ([]AuditCheckpoint, error) {
+	rows, err := s.query(ctx, "SELECT node, size, note, frontier FROM audit_checkpoints WHERE node = ? ORDER BY size", node)
+	if err != nil {
+		return nil, fmt.Errorf("audit checkpoints: %w", err)
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (AuditCheckpoint, error) {
+		var c AuditCheckpoint
+		var size int64
+		err := row.Scan(&c.Node, &size, &c.Note, &c.Frontier)
+		c.Size = uint64(size)
+		return c, err
+	})
+}
+
 // Tokens.
 
 func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {

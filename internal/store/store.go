@@ -45,6 +45,22 @@ type Token struct {
 // written or deleted; gateways poll it to reload policies.
 const PolicyGenerationKey = "policy.generation"
 
+// AuditEvent is one stored audit event: its canonical body as hashed.
+type AuditEvent struct {
+	Node string
+	Seq  uint64
+	Body []byte
+}
+
+// AuditCheckpoint is a signed checkpoint of a node's audit tree.
+type AuditCheckpoint struct {
+	Node string
+	Size uint64
+	Note string // signed note text
+	// Frontier is the compact Merkle range of the tree at Size.
+	Frontier []byte
+}
+
 // Store is the persistence interface shared by every backend.
 type Store interface {
 	// Tx runs fn in one transaction: everything fn writes through the
@@ -68,6 +84,19 @@ type Store interface {
 	GetPolicy(ctx context.Context, name string) (resource.Policy, error)
 	ListPolicies(ctx context.Context) ([]resource.Policy, error)
 	DeletePolicy(ctx context.Context, name string) error
+
+	// AppendAuditEvents writes a batch of one node's events; sequence
+	// numbers already stored are a conflict.
+	AppendAuditEvents(ctx context.Context, events []AuditEvent) error
+	// AuditEvents returns a node's events with Seq > after, in order, at
+	// most limit (0: all).
+	AuditEvents(ctx context.Context, node string, after uint64, limit int) ([]AuditEvent, error)
+	// LastAuditEvent returns ErrNotFound when the node has none.
+	LastAuditEvent(ctx context.Context, node string) (AuditEvent, error)
+	AuditNodes(ctx context.Context) ([]string, error)
+	PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
+	// AuditCheckpoints returns a node's checkpoints by size.
+	AuditCheckpoints(ctx context.Context, node string) ([]AuditCheckpoint, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)

@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Connections", testConnections},
 		{"RefusesPlaintextCredential", testRefusesPlaintext},
 		{"Policies", testPolicies},
+		{"Audit", testAudit},
 		{"Tokens", testTokens},
 		{"TxRollsBack", testTxRollsBack},
 		{"Meta", testMeta},
@@ -117,6 +118,44 @@ func testPolicies(t *testing.T, s store.Store) {
 	}
 	if err := s.DeletePolicy(ctx, "prod"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second DeletePolicy = %v, want ErrNotFound", err)
+	}
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	if _, err := s.LastAuditEvent(ctx, "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("LastAuditEvent on an empty log = %v, want ErrNotFound", err)
+	}
+	var batch []store.AuditEvent
+	for i := uint64(1); i <= 5; i++ {
+		batch = append(batch, store.AuditEvent{Node: "n1", Seq: i, Body: []byte(fmt.Sprintf(`{"seq":%d,"x":"ü"}`, i))})
+	}
+	if err := s.AppendAuditEvents(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAuditEvents(ctx, []store.AuditEvent{{Node: "n2", Seq: 1, Body: []byte("{}")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAuditEvents(ctx, batch[4:]); err == nil {
+		t.Error("appending a stored sequence number again succeeded")
+	}
+	got, err := s.AuditEvents(ctx, "n1", 2, 2)
+	if err != nil || len(got) != 2 || got[0].Seq != 3 || string(got[1].Body) != `{"seq":4,"x":"ü"}` {
+		t.Fatalf("AuditEvents(after 2, limit 2) = %+v, %v", got, err)
+	}
+	if last, err := s.LastAuditEvent(ctx, "n1"); err != nil || last.Seq != 5 {
+		t.Errorf("LastAuditEvent = %+v, %v", last, err)
+	}
+	if nodes, err := s.AuditNodes(ctx); err != nil || fmt.Sprint(nodes) != "[n1 n2]" {
+		t.Errorf("AuditNodes = %v, %v", nodes, err)
+	}
+	for _, size := range []uint64{5, 3} {
+		if err := s.PutAuditCheckpoint(ctx, store.AuditCheckpoint{Node: "n1", Size: size, Note: "note", Frontier: []byte{0, 1, 255}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cps, err := s.AuditCheckpoints(ctx, "n1")
+	if err != nil || len(cps) != 2 || cps[0].Size != 3 || !bytes.Equal(cps[1].Frontier, []byte{0, 1, 255}) {
+		t.Errorf("AuditCheckpoints = %+v, %v", cps, err)
 	}
 }
 
