@@ -1,16 +1,35 @@
 package audit
 
 import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var (
+	quiet = slog.New(slog.NewTextHandler(logOut(), nil))
+	ctx   = context.Background()
+)
 
 func TestAppendJSONIsValidAndEscaped(t *testing.T) {
 	tests := []struct{ name, command string }{
@@ -22,7 +41,8 @@ func TestAppendJSONIsValidAndEscaped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := Event{Seq: 7, Time: time.Date(2026, 11, 22, 1, 2, 3, 456789, time.UTC), Type: TypeCommand, Command: tt.command, Rows: 3, Duration: 1500 * time.Microsecond}
+			e := Event{Seq: 7, Time: time.Date(2026, 11, 22, 1, 2, 3, 456789, time.UTC), Type: TypeResult, Command: tt.command, Rows: 3, Duration: 1500 * time.Microsecond}
+			e.Prev[0] = 0xab
 			var m map[string]any
 			b := e.AppendJSON(nil)
 			if err := json.Unmarshal(b, &m); err != nil {
@@ -33,7 +53,7 @@ func TestAppendJSONIsValidAndEscaped(t *testing.T) {
 				want = "SELECT '\ufffd\ufffd'"
 			}
 			if m["command"] != want || m["seq"] != float64(7) || m["rows"] != float64(3) || m["duration_us"] != float64(1500) ||
-				m["time"] != "2026-11-22T01:02:03.000456789Z" || m["v"] != float64(Version) {
+				m["time"] != "2026-11-22T01:02:03.000456789Z" || m["v"] != float64(Version) || !strings.HasPrefix(m["prev"].(string), "ab00") {
 				t.Errorf("decoded %v", m)
 			}
 		})
@@ -48,12 +68,75 @@ func TestAppendJSONDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func TestLogSequencesAcrossRestartsAndConcurrency(t *testing.T) {
+// fixture is a log on a fresh SQLite store, with its key.
+type fixture struct {
+	dir      string
+	st       store.Store
+	key      ed25519.PrivateKey
+	verifier note.Verifier
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
 	dir := t.TempDir()
-	l, err := Open(dir, "node1", quiet)
+	st, err := store.Open(ctx, "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { st.Close() })
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	v, err := NewVerifier(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{dir: dir, st: st, key: key, verifier: v}
+}
+
+func (f *fixture) open(t testing.TB, opts Options) *Log {
+	t.Helper()
+	s, err := NewSigner(f.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Dir, opts.Node, opts.Store, opts.Signer, opts.Log = filepath.Join(f.dir, "audit"), "node1", f.st, s, quiet
+	l, err := Open(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// verify reads the node's log from the store and verifies it.
+func (f *fixture) verify(t testing.TB) Report {
+	t.Helper()
+	bodies, cps := f.read(t)
+	return Verify("node1", bodies, cps, f.verifier)
+}
+
+func (f *fixture) read(t testing.TB) ([][]byte, []string) {
+	t.Helper()
+	events, err := f.st.AuditEvents(ctx, "node1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := f.st.AuditCheckpoints(ctx, "node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	for _, e := range events {
+		bodies = append(bodies, e.Body)
+	}
+	var notes []string
+	for _, c := range cps {
+		notes = append(notes, c.Note)
+	}
+	return bodies, notes
+}
+
+func TestLogChainsAcrossRestartsAndConcurrency(t *testing.T) {
+	f := newFixture(t)
+	l := f.open(t, Options{CheckpointEvery: 100})
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -68,24 +151,296 @@ func TestLogSequencesAcrossRestartsAndConcurrency(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l, err = Open(dir, "node1", quiet)
+	l = f.open(t, Options{})
+	if seq := l.Append(Event{Type: TypeSessionClose}); seq != 801 {
+		t.Errorf("first event after restart has seq %d, want 801", seq)
+	}
+	l.Close()
+	r := f.verify(t)
+	if !r.OK() || r.Events != 801 || r.Signed != 801 || r.Checkpoints < 2 {
+		t.Fatalf("verify = %v (%+v)", r, r)
+	}
+	if st, _ := os.Stat(filepath.Join(f.dir, "audit", "node1.journal.0")); st.Mode().Perm() != 0o600 {
+		t.Errorf("journal mode %v, want 0600", st.Mode().Perm())
+	}
+}
+
+// TestVerifyNamesTampering tampers with the stored log each way and checks
+// verify names the first bad event and why. The log is stored as five rows
+// of four events (1–4, 5–8, 9–12, 13–16, 17–20) with checkpoints at 8, 16
+// and 20.
+func TestVerifyNamesTampering(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(db *sql.DB) error
+		kind   string
+		seq    uint64
+	}{
+		{"edit a field", func(db *sql.DB) error {
+			_, err := db.Exec(`UPDATE audit_events SET body = replace(body, '"command":"stmt 10"', '"command":"stmt 99"') WHERE seq = 9`)
+			return err
+		}, ProblemModified, 10},
+		{"delete a row", func(db *sql.DB) error {
+			_, err := db.Exec(`DELETE FROM audit_events WHERE seq = 5`)
+			return err
+		}, ProblemDeleted, 5},
+		{"insert an event", func(db *sql.DB) error {
+			// A forged event 7, chained to event 6, slipped in before the
+			// real one.
+			var body string
+			db.QueryRow(`SELECT body FROM audit_events WHERE seq = 5`).Scan(&body)
+			lines := strings.Split(body, "\n")
+			sum := sha256.Sum256([]byte(lines[1]))
+			forged := strings.Replace(lines[2], `"command":"stmt 7"`, `"command":"forged"`, 1)
+			forged = forged[:strings.Index(forged, `"prev":"`)+8] + hex.EncodeToString(sum[:]) + forged[strings.Index(forged, `"prev":"`)+8+64:]
+			lines = append(lines[:2], append([]string{forged}, lines[2:]...)...)
+			_, err := db.Exec(`UPDATE audit_events SET body = ?, last_seq = last_seq + 1 WHERE seq = 5`, strings.Join(lines, "\n"))
+			return err
+		}, ProblemInserted, 7},
+		{"swap two rows", func(db *sql.DB) error {
+			var a, b string
+			db.QueryRow(`SELECT body FROM audit_events WHERE seq = 9`).Scan(&a)
+			db.QueryRow(`SELECT body FROM audit_events WHERE seq = 13`).Scan(&b)
+			if _, err := db.Exec(`UPDATE audit_events SET body = ? WHERE seq = 9`, b); err != nil {
+				return err
+			}
+			_, err := db.Exec(`UPDATE audit_events SET body = ? WHERE seq = 13`, a)
+			return err
+		}, ProblemReordered, 9},
+		{"truncate the tail", func(db *sql.DB) error {
+			_, err := db.Exec(`DELETE FROM audit_events WHERE seq >= 13`)
+			return err
+		}, ProblemTailMissing, 13},
+		{"corrupt a checkpoint signature", func(db *sql.DB) error {
+			var n string
+			db.QueryRow(`SELECT note FROM audit_checkpoints ORDER BY size LIMIT 1`).Scan(&n)
+			i := strings.LastIndex(n, " ") + 5
+			bad := n[:i] + string(rune('A'+(n[i]-'A'+1)%26)) + n[i+1:]
+			_, err := db.Exec(`UPDATE audit_checkpoints SET note = ? WHERE note = ?`, bad, n)
+			return err
+		}, ProblemBadSignature, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			l := f.open(t, Options{CheckpointEvery: 8, FlushInterval: time.Hour})
+			for i := 1; i <= 20; i++ {
+				l.Append(Event{Type: TypeCommand, Command: fmt.Sprintf("stmt %d", i)})
+				if i%4 == 0 {
+					l.Sync()
+				}
+			}
+			l.Close()
+			if r := f.verify(t); !r.OK() || r.Events != 20 || r.Checkpoints != 3 {
+				t.Fatalf("untouched log: %v", r)
+			}
+			db, err := sql.Open("sqlite", filepath.Join(f.dir, store.DefaultSQLiteFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			var rows int
+			db.QueryRow(`SELECT count(*) FROM audit_events`).Scan(&rows)
+			if rows != 5 {
+				t.Fatalf("the log is stored in %d rows, want 5", rows)
+			}
+			if err := tt.tamper(db); err != nil {
+				t.Fatal(err)
+			}
+			r := f.verify(t)
+			if r.OK() || r.Problem.Kind != tt.kind || r.Problem.Seq != tt.seq {
+				t.Errorf("verify after %s = %v; want %s at event %d", tt.name, r, tt.kind, tt.seq)
+			}
+		})
+	}
+}
+
+func TestOfflineVerifyAndProof(t *testing.T) {
+	f := newFixture(t)
+	l := f.open(t, Options{CheckpointEvery: 7})
+	for i := 1; i <= 30; i++ {
+		l.Append(Event{Type: TypeCommand, Command: fmt.Sprintf("stmt %d", i)})
+	}
+	l.Close()
+	bodies, cps := f.read(t)
+	var export bytes.Buffer
+	if err := WriteExport(&export, bodies, cps); err != nil {
+		t.Fatal(err)
+	}
+	node, b2, c2, err := ReadExport(bytes.NewReader(export.Bytes()))
+	if err != nil || node != "node1" {
+		t.Fatalf("ReadExport = %q, %v", node, err)
+	}
+	if r := Verify(node, b2, c2, f.verifier); !r.OK() || r.Events != 30 || r.Signed != 30 {
+		t.Fatalf("offline verify = %v", r)
+	}
+	// Another key does not verify.
+	pub2, _, _ := ed25519.GenerateKey(rand.Reader)
+	v2, _ := NewVerifier(pub2)
+	if r := Verify(node, b2, c2, v2); r.OK() || r.Problem.Kind != ProblemBadSignature {
+		t.Errorf("verify with a stranger's key = %v", r)
+	}
+	// Lines swapped in the export.
+	lines := strings.Split(export.String(), "\n")
+	lines[3], lines[4] = lines[4], lines[3]
+	_, b3, c3, _ := ReadExport(strings.NewReader(strings.Join(lines, "\n")))
+	if r := Verify(node, b3, c3, f.verifier); r.OK() || r.Problem.Kind != ProblemReordered || r.Problem.Seq != 4 {
+		t.Errorf("verify of a reordered export = %v", r)
+	}
+
+	for _, seq := range []uint64{1, 13, 30} {
+		p, err := Prove(node, bodies, cps, f.verifier, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifyProof(p, f.verifier); err != nil {
+			t.Errorf("proof of event %d: %v", seq, err)
+		}
+		altered := *p
+		altered.Event = strings.Replace(p.Event, "stmt", "STMT", 1)
+		if err := VerifyProof(&altered, f.verifier); err == nil {
+			t.Errorf("proof of an altered event %d verified", seq)
+		}
+	}
+}
+
+// TestKilledProcessLosesNothing runs a child process that appends events
+// and is killed with SIGKILL while they sit in the journal; the next open
+// recovers every event Append had returned.
+func TestKilledProcessLosesNothing(t *testing.T) {
+	if os.Getenv("AUDIT_CRASH_CHILD") != "" {
+		return // the child's work is in TestMain
+	}
+	f := newFixture(t)
+	f.st.Close()
+	keyFile := filepath.Join(f.dir, "key")
+	os.WriteFile(keyFile, f.key, 0o600)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "AUDIT_CRASH_CHILD="+f.dir)
+	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Append(Event{Type: TypeSessionClose})
-	l.Close()
-	f, _ := os.Open(l.Path())
-	defer f.Close()
-	events, err := ReadAll(f)
-	if err != nil || len(events) != 801 {
-		t.Fatalf("read %d events, %v; want 801", len(events), err)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	for i, e := range events {
-		if e["seq"] != float64(i+1) || e["node"] != "node1" {
-			t.Fatalf("event %d has seq %v node %v", i, e["seq"], e["node"])
+	// The child prints the sequence number of each event as Append
+	// returns; kill it mid-stream.
+	var last uint64
+	buf := make([]byte, 64<<10)
+	var acc []byte
+	for last < 3000 {
+		n, err := out.Read(buf)
+		acc = append(acc, buf[:n]...)
+		if err != nil {
+			break
+		}
+		if i := bytes.LastIndexByte(acc[:len(acc)-1], '\n'); i >= 0 {
+			fields := strings.Fields(string(acc[:i]))
+			last, _ = strconv.ParseUint(fields[len(fields)-1], 10, 64)
 		}
 	}
-	if st, _ := os.Stat(l.Path()); st.Mode().Perm() != 0o600 {
-		t.Errorf("log mode %v, want 0600", st.Mode().Perm())
+	cmd.Process.Kill()
+	cmd.Wait()
+	if last < 3000 {
+		t.Fatalf("the child stopped early at %d", last)
+	}
+	st, err := store.Open(ctx, "", f.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.st = st
+	defer st.Close()
+	l := f.open(t, Options{})
+	l.Close()
+	r := f.verify(t)
+	if !r.OK() || r.Events < last {
+		t.Fatalf("after kill -9 at event %d: %v", last, r)
+	}
+	t.Logf("child killed after Append returned event %d; recovered log: %v", last, r)
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("AUDIT_CRASH_CHILD"); dir != "" {
+		crashChild(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// crashChild appends events forever with a flush interval long enough
+// that they stay in the journal, printing each sequence number.
+func crashChild(dir string) {
+	key, _ := os.ReadFile(filepath.Join(dir, "key"))
+	st, err := store.Open(ctx, "", dir)
+	if err != nil {
+		panic(err)
+	}
+	s, _ := NewSigner(ed25519.PrivateKey(key))
+	l, err := Open(ctx, Options{Dir: filepath.Join(dir, "audit"), Node: "node1", Store: st, Signer: s, Log: quiet,
+		FlushInterval: time.Hour, JournalBytes: 1 << 20})
+	if err != nil {
+		panic(err)
+	}
+	for {
+		seq := l.Append(Event{Type: TypeCommand, Command: "SELECT 1"})
+		fmt.Println(seq)
+	}
+}
+
+// BenchmarkAppend measures sustained audit throughput into the embedded
+// store: every event appended, chained, journalled and stored.
+func BenchmarkAppend(b *testing.B) {
+	f := newFixture(b)
+	l := f.open(b, Options{})
+	e := Event{Type: TypeCommand, Identity: "alice", Session: "0123456789abcdef01234567", Connection: "orders",
+		Protocol: "postgres", Client: "127.0.0.1:51234", Command: "SELECT abalance FROM pgbench_accounts WHERE aid = 12345",
+		Decision: "allow", Rows: 1, Duration: 150 * time.Microsecond}
+	b.ReportAllocs()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			l.Append(e)
+		}
+	})
+	l.Sync()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "events/s")
+	l.Close()
+}
+
+func logOut() io.Writer {
+	if os.Getenv("AUDIT_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}
+
+// TestSmallJournalsUnderLoad drives many appenders through journals far
+// smaller than the load, so they switch constantly and appends wait for
+// the store.
+func TestSmallJournalsUnderLoad(t *testing.T) {
+	f := newFixture(t)
+	l := f.open(t, Options{JournalBytes: 16 << 10, FlushInterval: time.Millisecond})
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				l.Append(Event{Type: TypeCommand, Command: strings.Repeat("x", i%200)})
+			}
+			l.Append(Event{Type: TypeCommand, Command: strings.Repeat("big", 10<<10)}) // larger than a journal
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); l.Sync(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("appends stalled")
+	}
+	l.Close()
+	if r := f.verify(t); !r.OK() || r.Events != 4816 {
+		t.Fatalf("verify = %v", r)
 	}
 }

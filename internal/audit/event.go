@@ -1,7 +1,12 @@
 // Package audit records what happened: one versioned Event per login,
-// session and command, appended to a per-node log. This first version
-// writes JSON lines with group commit; the audit issue adds the hash chain,
-// signed checkpoints and write-ahead ordering on top of the same Event.
+// session and command, appended to a per-node, hash-chained log. Each
+// event's canonical JSON carries the SHA-256 of the previous event's; the
+// events are also the leaves of an RFC 6962 Merkle tree whose root is
+// signed in checkpoints (signed-note format), so anyone holding the public
+// key can verify the log offline and one event's inclusion can be proven
+// without the rest. Appends are write-ahead: an event is in a memory-mapped
+// journal, which survives the process being killed, before Append returns,
+// and reaches the store in batches.
 package audit
 
 import (
@@ -18,7 +23,13 @@ const (
 	TypeLoginFailed  = "login.failed"
 	TypeSessionOpen  = "session.open"
 	TypeSessionClose = "session.close"
-	TypeCommand      = "command"
+	// TypeCommand is written when a command is decided, before it is
+	// forwarded (write-ahead): what was asked and the decision.
+	TypeCommand = "command"
+	// TypeResult is written when the command's result is known, before
+	// the client sees it: rows, error, duration; ref names the command
+	// event.
+	TypeResult = "result"
 )
 
 // Event is one audit record. Fields are documented because auditors read
@@ -26,15 +37,20 @@ const (
 //
 //	v           format version (1)
 //	seq         position in this node's log, from 1, gap-free
+//	prev        SHA-256 (hex) of the previous event's canonical JSON; 64 zeros for seq 1
 //	time        UTC with nanoseconds, when the event was appended
 //	node        gateway node that wrote it
-//	type        login.failed, session.open, session.close or command
+//	type        login.failed, session.open, session.close, command (written
+//	            before the command is forwarded) or result (written before
+//	            the client sees the result)
 //	identity    who acted ("" for a failed login)
 //	session     session id
 //	connection  connection name
 //	protocol    postgres, …
 //	client      client address
 //	command     command text (statement text for SQL)
+//	ref         for a result: the seq of its command event (for a prepared
+//	            statement, the event of its Parse)
 //	decision    allow, block or review
 //	rule        rule that decided ("" for the default)
 //	rows        rows returned or affected
@@ -43,6 +59,7 @@ const (
 //	duration_us duration in microseconds (commands: until the result; sessions: whole session)
 type Event struct {
 	Seq        uint64
+	Prev       [32]byte
 	Time       time.Time
 	Node       string
 	Type       string
@@ -52,6 +69,7 @@ type Event struct {
 	Protocol   string
 	Client     string
 	Command    string
+	Ref        uint64
 	Decision   string
 	Rule       string
 	Rows       int64
@@ -66,7 +84,9 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, Version, 10)
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, e.Seq, 10)
-	b = append(b, `,"time":"`...)
+	b = append(b, `,"prev":"`...)
+	b = appendHex(b, e.Prev[:])
+	b = append(b, `","time":"`...)
 	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	b = appendField(b, "node", e.Node)
@@ -77,9 +97,13 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendField(b, "protocol", e.Protocol)
 	b = appendField(b, "client", e.Client)
 	b = appendField(b, "command", e.Command)
+	if e.Ref > 0 {
+		b = append(b, `,"ref":`...)
+		b = strconv.AppendUint(b, e.Ref, 10)
+	}
 	b = appendField(b, "decision", e.Decision)
 	b = appendField(b, "rule", e.Rule)
-	if e.Type == TypeCommand {
+	if e.Type == TypeResult {
 		b = append(b, `,"rows":`...)
 		b = strconv.AppendInt(b, e.Rows, 10)
 	}
@@ -92,6 +116,13 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+func appendHex(b []byte, v []byte) []byte {
+	for _, c := range v {
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
+}
+
 func appendField(b []byte, name, v string) []byte {
 	if v == "" {
 		return b
@@ -102,7 +133,7 @@ func appendField(b []byte, name, v string) []byte {
 	return appendString(b, v)
 }
 
-const hex = "0123456789abcdef"
+const hexDigits = "0123456789abcdef"
 
 // appendString writes a JSON string; invalid UTF-8 becomes U+FFFD.
 func appendString(b []byte, s string) []byte {
@@ -120,7 +151,7 @@ func appendString(b []byte, s string) []byte {
 			case c == '\t':
 				b = append(b, '\\', 't')
 			case c < 0x20 || c == 0x7f:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 			default:
 				b = append(b, c)
 			}

@@ -33,6 +33,9 @@ type Decision struct {
 	Action  Action
 	Rule    string // the rule that decided; "" for the default
 	Message string // shown to the client when blocked
+	// Event is the sequence number of the audit event recording the
+	// decision, written before Decide returns.
+	Event uint64
 }
 
 // Command types.
@@ -84,9 +87,11 @@ type Session struct {
 	prepared sqlparse.Prepared
 }
 
-// Auditor receives audit events; *audit.Log is one.
+// Auditor receives audit events; *audit.Log is one. Append returns the
+// event's sequence number once the event is durable against a crash of the
+// process.
 type Auditor interface {
-	Append(e audit.Event)
+	Append(e audit.Event) uint64
 }
 
 // Gate decides and records.
@@ -178,6 +183,19 @@ const maxSessionDecisions = 256
 // evaluates the rules in force for the session's connection. With no rules
 // in force the connection's default decides without classifying.
 func (g *Gate) Decide(s *Session, c *Command) Decision {
+	d := g.decide(s, c)
+	// Write-ahead: the decision is in the audit log before the engine
+	// acts on it.
+	e := g.event(s, audit.TypeCommand)
+	e.Command, e.Decision, e.Rule = c.Text, string(d.Action), d.Rule
+	if d.Action != Allow {
+		e.Error = d.Message
+	}
+	d.Event = g.Audit.Append(e)
+	return d
+}
+
+func (g *Gate) decide(s *Session, c *Command) Decision {
 	set := g.Policies()
 	if s.rules == nil || s.gen != set.Generation {
 		s.gen, s.rules = set.Generation, set.For(s.Connection)
@@ -240,10 +258,11 @@ func (g *Gate) classifier() *sqlparse.Classifier {
 	return g.Classifier
 }
 
-// Done records a decided command and its result.
-func (g *Gate) Done(s *Session, c *Command, d Decision, r Result) {
-	e := g.event(s, audit.TypeCommand)
-	e.Command, e.Decision, e.Rule = c.Text, string(d.Action), d.Rule
+// Done records the result of a decided command; call it before the client
+// sees the result.
+func (g *Gate) Done(s *Session, d Decision, r Result) {
+	e := g.event(s, audit.TypeResult)
+	e.Ref = d.Event
 	if d.Action != Allow && r.Error == "" {
 		r.Error = d.Message
 	}

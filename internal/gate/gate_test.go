@@ -11,7 +11,10 @@ import (
 
 type memAudit struct{ events []audit.Event }
 
-func (m *memAudit) Append(e audit.Event) { m.events = append(m.events, e) }
+func (m *memAudit) Append(e audit.Event) uint64 {
+	m.events = append(m.events, e)
+	return uint64(len(m.events))
+}
 
 func setPolicies(t *testing.T, g *Gate, manifest string) {
 	t.Helper()
@@ -111,9 +114,11 @@ func TestDoneRecordsResult(t *testing.T) {
 	a := &memAudit{}
 	g := &Gate{Audit: a}
 	s := &Session{ID: "s1", Identity: resource.Identity{Name: "alice"}, Connection: resource.Connection{Name: "db"}}
-	g.Done(s, &Command{Type: CommandQuery, Text: "SELECT 1/0"}, Decision{Action: Allow}, Result{SQLState: "22012", Error: "division by zero"})
+	d := g.Decide(s, &Command{Type: CommandQuery, Text: "SELECT 1/0"})
+	g.Done(s, d, Result{SQLState: "22012", Error: "division by zero"})
 	g.Close(s, "client terminated the session")
-	if len(a.events) != 2 || a.events[0].Command != "SELECT 1/0" || a.events[0].SQLState != "22012" || a.events[1].Type != audit.TypeSessionClose {
+	if len(a.events) != 3 || a.events[0].Type != audit.TypeCommand || a.events[0].Command != "SELECT 1/0" || d.Event != 1 ||
+		a.events[1].Type != audit.TypeResult || a.events[1].Ref != 1 || a.events[1].SQLState != "22012" || a.events[2].Type != audit.TypeSessionClose {
 		t.Errorf("events %+v", a.events)
 	}
 }

@@ -97,7 +97,12 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		fmt.Fprintf(cfg.Stdout, "\nAdmin token (shown once; also saved to %s):\n\n  %s\n\n", filepath.Join(cfg.DataDir, AdminTokenFile), adminToken)
 	}
 
-	if g.Audit, err = audit.Open(filepath.Join(cfg.DataDir, "audit"), cfg.Node, log); err != nil {
+	signer, err := audit.NewSigner(g.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("audit signer: %w", err)
+	}
+	if g.Audit, err = audit.Open(ctx, audit.Options{Dir: filepath.Join(cfg.DataDir, "audit"), Node: cfg.Node,
+		Store: g.Store, Signer: signer, Log: log}); err != nil {
 		return nil, err
 	}
 	defer func() {

@@ -253,8 +253,9 @@ func TestRefusalInPipeline(t *testing.T) {
 	// Refusals are audited with their rule.
 	found := false
 	for _, ev := range e.auditEvents(t) {
+		res, _ := ev["result"].(map[string]any)
 		if ev["type"] == "command" && ev["decision"] == "block" && ev["command"] == "DELETE FROM accounts RETURNING 1" &&
-			strings.HasSuffix(fmt.Sprint(ev["rule"]), "unbounded-writes") && ev["sqlstate"] == "42501" {
+			strings.HasSuffix(fmt.Sprint(ev["rule"]), "unbounded-writes") && res != nil && res["sqlstate"] == "42501" {
 			found = true
 		}
 	}

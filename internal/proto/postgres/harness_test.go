@@ -187,19 +187,30 @@ func redactDSN(dsn string) string {
 	return u.Redacted()
 }
 
-// auditEvents reads the gateway's audit log after letting it flush.
+// auditEvents reads the gateway's audit log from its store once every
+// event appended so far has landed there. A command event carries its
+// result event under "result".
 func (e *env) auditEvents(t *testing.T) []map[string]any {
 	t.Helper()
-	time.Sleep(150 * time.Millisecond) // > audit.FlushInterval
-	b, err := os.ReadFile(e.gw.Audit.Path())
+	e.gw.Audit.Sync()
+	stored, err := e.gw.Store.AuditEvents(context.Background(), e.gw.Audit.Node(), 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []map[string]any
-	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+	bySeq := map[float64]map[string]any{}
+	for _, ev := range stored {
 		var m map[string]any
-		if err := jsonUnmarshal(line, &m); err != nil {
-			t.Fatalf("audit line %q: %v", line, err)
+		if err := jsonUnmarshal(ev.Body, &m); err != nil {
+			t.Fatalf("audit event %q: %v", ev.Body, err)
+		}
+		bySeq[m["seq"].(float64)] = m
+		if m["type"] == "result" {
+			ref, _ := m["ref"].(float64)
+			if cmd, ok := bySeq[ref]; ok {
+				cmd["result"] = m
+			}
+			continue
 		}
 		out = append(out, m)
 	}

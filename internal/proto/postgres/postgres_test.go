@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -472,26 +474,56 @@ func TestAuditRecordsStatements(t *testing.T) {
 		if ev["identity"] != "alice" || ev["connection"] != "appdb" || ev["session"] == "" || ev["decision"] != "allow" {
 			t.Errorf("event %v lacks identity/connection/session/decision", ev)
 		}
+		res, _ := ev["result"].(map[string]any)
+		if res == nil || res["seq"].(float64) <= ev["seq"].(float64) {
+			t.Errorf("command event %v has no later result event", ev)
+			continue
+		}
 		switch {
 		case strings.Contains(cmd, marker+"y"):
-			if ev["sqlstate"] != "22012" {
-				t.Errorf("failed statement event %v; want sqlstate 22012", ev)
+			if res["sqlstate"] != "22012" {
+				t.Errorf("failed statement's result %v; want sqlstate 22012", res)
 			}
 		case strings.Contains(cmd, marker+"x"):
-			if ev["rows"] != float64(2) {
-				t.Errorf("extended statement event %v; want rows 2", ev)
+			if res["rows"] != float64(2) {
+				t.Errorf("extended statement's result %v; want rows 2", res)
 			}
 		default:
-			if ev["rows"] != float64(3) {
-				t.Errorf("simple statement event %v; want rows 3", ev)
+			if res["rows"] != float64(3) {
+				t.Errorf("simple statement's result %v; want rows 3", res)
 			}
 		}
-		if _, ok := ev["duration_us"]; !ok && ev["sqlstate"] == nil {
-			t.Errorf("event %v has no duration", ev)
+		if _, ok := res["duration_us"]; !ok && res["sqlstate"] == nil {
+			t.Errorf("result %v has no duration", res)
 		}
 	}
 	if found != 3 {
 		t.Errorf("found %d command events for the marker, want 3", found)
+	}
+
+	// The chain and the checkpoints verify.
+	stored, err := e.gw.Store.AuditEvents(ctx, e.gw.Audit.Node(), 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cps, err := e.gw.Store.AuditCheckpoints(ctx, e.gw.Audit.Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies [][]byte
+	for _, ev := range stored {
+		bodies = append(bodies, ev.Body)
+	}
+	var notes []string
+	for _, c := range cps {
+		notes = append(notes, c.Note)
+	}
+	v, err := audit.NewVerifier(e.gw.SigningKey.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := audit.Verify(e.gw.Audit.Node(), bodies, notes, v); !r.OK() {
+		t.Errorf("the gateway's audit log does not verify: %v", r)
 	}
 }
 

@@ -34,8 +34,8 @@ type session struct {
 	clientGone atomic.Bool // the client side ended first
 
 	// Owned by the client→target goroutine.
-	stmts   map[string]string // prepared statement name → SQL
-	portals map[string]string // portal name → SQL
+	stmts   map[string]statement // prepared statement name → statement
+	portals map[string]statement // portal name → its statement
 	intern  map[string]string
 	ended   string // why the client side ended
 	// sent counts the messages forwarded since the last Sync that the
@@ -71,6 +71,12 @@ const (
 	// replaced by the gate's.
 	kindBlockedParse
 )
+
+// statement is a parsed statement and the gate's decision on it.
+type statement struct {
+	text     string
+	decision gate.Decision
+}
 
 // pendingCmd is a statement sent and not yet answered.
 type pendingCmd struct {
@@ -123,7 +129,7 @@ func (s *session) front() *pendingCmd {
 
 // run relays until either side ends, then records the session's end.
 func (s *session) run() {
-	s.stmts, s.portals, s.intern = map[string]string{}, map[string]string{}, map[string]string{}
+	s.stmts, s.portals, s.intern = map[string]statement{}, map[string]statement{}, map[string]string{}
 	done := make(chan string, 1)
 	go func() {
 		reason := s.serverToClient()
@@ -248,7 +254,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 				refusal: refusal(d), after: s.sent - 1})
 			return &substitute{with: pgwire.AppendParse(nil, name, blockedSQL)}
 		}
-		s.stmts[string(name)] = sql
+		s.stmts[string(name)] = statement{text: sql, decision: d}
 	case pgwire.MsgBind:
 		portal, stmt, err := pgwire.BindNames(frame)
 		if err != nil {
@@ -264,7 +270,8 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 			return err
 		}
 		s.sent++
-		s.push(pendingCmd{kind: kindExecute, text: s.portals[string(portal)], start: time.Now()})
+		st := s.portals[string(portal)]
+		s.push(pendingCmd{kind: kindExecute, text: st.text, decision: st.decision, start: time.Now()})
 	case pgwire.MsgSync:
 		s.sent = 0
 		s.push(pendingCmd{kind: kindSync})
@@ -468,12 +475,7 @@ func (s *session) completeFront() {
 }
 
 func (s *session) record(p *pendingCmd, d time.Duration) {
-	dec := p.decision
-	if dec.Action == "" {
-		dec.Action = gate.Allow // an Execute: its statement was allowed at Parse
-	}
-	s.engine.deps.Gate.Done(s.gs, &gate.Command{Type: gate.CommandQuery, Text: p.text}, dec,
-		gate.Result{Rows: p.rows, SQLState: p.code, Error: p.msg, Duration: d})
+	s.engine.deps.Gate.Done(s.gs, p.decision, gate.Result{Rows: p.rows, SQLState: p.code, Error: p.msg, Duration: d})
 }
 
 // flushPending records commands that never got an answer.

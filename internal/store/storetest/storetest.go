@@ -164,7 +164,7 @@ func testConnections(t *testing.T, s store.Store) {
 		Connection: resource.Connection{
 			Name: "orders-db", Type: resource.TypePostgres, Address: "127.0.0.1:5432",
 			Database: "orders", User: "app", TLS: resource.TargetTLS{Mode: resource.TLSRequire},
-			Labels: map[string]string{"env": "prod"},
+			Labels:        map[string]string{"env": "prod"},
 			DefaultAction: resource.ActionBlock,
 		},
 		Credential: resource.Credential{Source: resource.CredentialInline},
