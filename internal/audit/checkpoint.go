@@ -100,6 +100,10 @@ func (l *Log) signCheckpoint(ctx context.Context) error {
 		return err
 	}
 	l.checkpoint, l.lastCP = cp.Size, time.Now()
+	l.mu.Lock()
+	l.signed = cp.Size
+	l.space.Broadcast()
+	l.mu.Unlock()
 	return nil
 }
 

@@ -30,6 +30,9 @@ const (
 	// the client sees it: rows, error, duration; ref names the command
 	// event.
 	TypeResult = "result"
+	// TypeAdmin records a change through the API: apply, delete, token
+	// create and revoke; command says what.
+	TypeAdmin = "admin"
 )
 
 // Event is one audit record. Fields are documented because auditors read
@@ -40,7 +43,7 @@ const (
 //	prev        SHA-256 (hex) of the previous event's canonical JSON; 64 zeros for seq 1
 //	time        UTC with nanoseconds, when the event was appended
 //	node        gateway node that wrote it
-//	type        login.failed, session.open, session.close, command (written
+//	type        login.failed, session.open, session.close, admin, command (written
 //	            before the command is forwarded) or result (written before
 //	            the client sees the result)
 //	identity    who acted ("" for a failed login)

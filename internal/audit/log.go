@@ -71,6 +71,8 @@ type Log struct {
 	pendingEnds  []int
 	pendingFirst uint64
 	stored       uint64 // highest sequence number in the store
+	signed       uint64 // size of the last checkpoint
+	forceCP      bool   // Checkpoint asked for one
 	closed       bool
 	failed       error
 
@@ -311,14 +313,15 @@ func (l *Log) run() {
 		l.mu.Lock()
 		batch, ends, first := l.pending, l.pendingEnds, l.pendingFirst
 		l.pending, l.pendingEnds = spare[:0], spareEnds[:0]
-		closed := l.closed
+		closed, forced := l.closed, l.forceCP
+		l.forceCP = false
 		l.mu.Unlock()
 		if len(ends) > 0 {
 			l.store(ctx, batch, ends, first, closed)
 		}
 		spare, spareEnds = batch, ends
-		due := l.tree.End() > l.checkpoint &&
-			(closed || l.tree.End()-l.checkpoint >= uint64(l.opts.CheckpointEvery) || time.Since(l.lastCP) >= l.opts.CheckpointInterval)
+		due := l.tree.End() > l.checkpoint && (closed || forced ||
+			l.tree.End()-l.checkpoint >= uint64(l.opts.CheckpointEvery) || time.Since(l.lastCP) >= l.opts.CheckpointInterval)
 		if due {
 			if err := l.signCheckpoint(ctx); err != nil {
 				l.log.Error("audit checkpoint failed", "err", err)
@@ -404,6 +407,20 @@ func (l *Log) closeJournals() error {
 
 // Node is the node whose chain this is.
 func (l *Log) Node() string { return l.opts.Node }
+
+// Checkpoint stores every event appended so far and signs a checkpoint
+// covering them, so an export or a proof needs no wait for the next
+// scheduled one.
+func (l *Log) Checkpoint() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	target := l.seq
+	for l.signed < target && l.failed == nil && !l.closed {
+		l.forceCP = true
+		l.wake()
+		l.space.Wait()
+	}
+}
 
 // Sync waits until every event appended so far is in the store; tests and
 // tools use it to read a settled log.

@@ -124,6 +124,37 @@ func TestQuickstart(t *testing.T) {
 		t.Errorf("the broken policy was stored: %d %q", code, errOut)
 	}
 
+	// The audit log verifies online and, exported, offline with the public
+	// key alone; an event's inclusion proof verifies, and not once altered.
+	if code, out, errOut = g.run(t, g.admin, "", "audit", "verify"); code != 0 || !strings.Contains(out, "OK:") {
+		t.Errorf("audit verify = %d %q %q", code, out, errOut)
+	}
+	export := filepath.Join(t.TempDir(), "audit.jsonl")
+	if code, _, errOut = g.run(t, g.admin, "", "audit", "export", "-o", export); code != 0 {
+		t.Fatalf("audit export = %d %q", code, errOut)
+	}
+	pub := filepath.Join(g.dataDir, "signing.pub")
+	if code, out, errOut = runCLI("", "audit", "verify", "--file", export, "--pubkey", pub); code != 0 || !strings.Contains(out, "OK:") || strings.Contains(out, "awaiting") {
+		t.Errorf("offline verify = %d %q %q", code, out, errOut)
+	}
+	raw, _ := os.ReadFile(export)
+	os.WriteFile(export, bytes.Replace(raw, []byte(`"identity":"admin"`), []byte(`"identity":"mallory"`), 1), 0o600)
+	if code, out, _ = runCLI("", "audit", "verify", "--file", export, "--pubkey", pub); code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "modified") {
+		t.Errorf("offline verify of an edited export = %d %q", code, out)
+	}
+	proofFile := filepath.Join(t.TempDir(), "proof.json")
+	if code, _, errOut = g.run(t, g.admin, "", "audit", "prove", "1", "-o", proofFile); code != 0 {
+		t.Fatalf("audit prove = %d %q", code, errOut)
+	}
+	if code, out, errOut = runCLI("", "audit", "verify-proof", proofFile, "--pubkey", pub); code != 0 || !strings.Contains(out, "OK: event 1") {
+		t.Errorf("verify-proof = %d %q %q", code, out, errOut)
+	}
+	raw, _ = os.ReadFile(proofFile)
+	os.WriteFile(proofFile, bytes.Replace(raw, []byte(`apply`), []byte(`APPLY`), 1), 0o600)
+	if code, out, _ = runCLI("", "audit", "verify-proof", proofFile, "--pubkey", pub); code != 1 || !strings.Contains(out, "FAILED") {
+		t.Errorf("verify-proof of an altered event = %d %q", code, out)
+	}
+
 	// token create prints the token alone.
 	code, userTok, errOut := g.run(t, g.admin, "", "token", "create", "--identity", "ci-bot", "--ttl", "1h")
 	if code != 0 || !tokenLine.MatchString(userTok) {

@@ -137,6 +137,10 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 		}
 		return ae
 	}
+	if raw, ok := out.(*[]byte); ok {
+		*raw = data
+		return nil
+	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("decode response: %w", err)

@@ -84,6 +84,7 @@ example GATEHOUSE_API_ADDR for --api-addr), then gatehouse.yaml.`,
 		newTokenCmd(),
 		newWhoamiCmd(),
 		newConnectCmd(),
+		newAuditCmd(),
 	)
 	return root
 }

@@ -36,7 +36,7 @@ type Gateway struct {
 	Audit *audit.Log
 	Gate  *gate.Gate
 
-	policies *policyLoader
+	policies    *policyLoader
 	apiListener net.Listener
 	apiServer   *http.Server
 	serveErr    chan error
@@ -125,6 +125,10 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 			return g.Gate.Access(id, c).Action == gate.Allow
 		},
 		PoliciesChanged: loader.reload,
+		AuditNode:       cfg.Node,
+		AuditKey:        g.SigningKey.Public().(ed25519.PublicKey),
+		AuditFlush:      g.Audit.Checkpoint,
+		Audit:           g.Audit.Append,
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("api listener: %w", err)

@@ -6,6 +6,7 @@ package web
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -35,6 +37,14 @@ type API struct {
 	Access func(resource.Identity, resource.Connection) bool
 	// PoliciesChanged reloads the gateway's policies after a change.
 	PoliciesChanged func(context.Context) error
+	// AuditNode is this gateway's audit chain; AuditKey verifies its
+	// checkpoints; AuditFlush stores the events appended so far and signs
+	// a checkpoint over them.
+	AuditNode  string
+	AuditKey   ed25519.PublicKey
+	AuditFlush func()
+	// Audit records administrative changes (nil: not recorded).
+	Audit func(audit.Event) uint64
 }
 
 // route is one API endpoint and the role it requires. A zero role means
@@ -55,6 +65,10 @@ func (a *API) routes() []route {
 		{"GET /api/v1/policies", resource.RoleAdmin, a.listPolicies},
 		{"GET /api/v1/policies/{name}", resource.RoleAdmin, a.getPolicy},
 		{"DELETE /api/v1/policies/{name}", resource.RoleAdmin, a.deletePolicy},
+		{"GET /api/v1/audit/verify", resource.RoleAdmin, a.auditVerify},
+		{"GET /api/v1/audit/export", resource.RoleAdmin, a.auditExport},
+		{"GET /api/v1/audit/proof", resource.RoleAdmin, a.auditProof},
+		{"GET /api/v1/audit/key", resource.RoleUser, a.auditKey},
 		{"GET /api/v1/identities", resource.RoleAdmin, a.listIdentities},
 		{"GET /api/v1/identities/{name}", resource.RoleAdmin, a.getIdentity},
 		{"DELETE /api/v1/identities/{name}", resource.RoleAdmin, a.deleteIdentity},

@@ -62,7 +62,7 @@ func newFixture(t *testing.T) *fixture {
 	st.RevokeToken(ctx, rec.ID, time.Now())
 	g := &gate.Gate{}
 	f.api = &API{Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Access: func(id resource.Identity, c resource.Connection) bool { return g.Access(id, c).Action == gate.Allow },
 		PoliciesChanged: func(ctx context.Context) error {
 			set, err := policy.Load(ctx, st)
@@ -111,6 +111,10 @@ var wantRoles = map[string]resource.Role{
 	"GET /api/v1/policies":              resource.RoleAdmin,
 	"GET /api/v1/policies/{name}":       resource.RoleAdmin,
 	"DELETE /api/v1/policies/{name}":    resource.RoleAdmin,
+	"GET /api/v1/audit/verify":          resource.RoleAdmin,
+	"GET /api/v1/audit/export":          resource.RoleAdmin,
+	"GET /api/v1/audit/proof":           resource.RoleAdmin,
+	"GET /api/v1/audit/key":             resource.RoleUser,
 	"GET /api/v1/identities":            resource.RoleAdmin,
 	"GET /api/v1/identities/{name}":     resource.RoleAdmin,
 	"DELETE /api/v1/identities/{name}":  resource.RoleAdmin,

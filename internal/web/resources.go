@@ -25,7 +25,7 @@ type ApplyResult struct {
 
 // apply takes a YAML or JSON manifest of one or more documents and writes
 // all of them in one transaction, or none.
-func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+func (a *API) apply(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, resource.MaxManifestBytes))
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
@@ -95,6 +95,9 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, _ identity.Principal
 	}
 	for _, res := range results {
 		a.Log.Info("applied", "kind", res.Kind, "name", res.Name, "action", res.Action)
+		if !dryRun {
+			a.auditChange(r, p, fmt.Sprintf("apply %s %s (%s)", res.Kind, res.Name, res.Action))
+		}
 	}
 	if policies && !dryRun {
 		a.policiesChanged(r.Context())
@@ -179,12 +182,13 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request, _ identity.Princ
 	return writeJSON(w, http.StatusOK, p)
 }
 
-func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
 	name := r.PathValue("name")
 	if err := a.Store.DeletePolicy(r.Context(), name); err != nil {
 		return err
 	}
 	a.Log.Info("deleted", "kind", resource.KindPolicy, "name", name)
+	a.auditChange(r, p, "delete Policy "+name)
 	a.policiesChanged(r.Context())
 	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
@@ -217,12 +221,13 @@ func (a *API) getConnection(w http.ResponseWriter, r *http.Request, p identity.P
 	return writeJSON(w, http.StatusOK, connectionView(rec))
 }
 
-func (a *API) deleteConnection(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+func (a *API) deleteConnection(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
 	name := r.PathValue("name")
 	if err := a.Store.DeleteConnection(r.Context(), name); err != nil {
 		return err
 	}
 	a.Log.Info("deleted", "kind", resource.KindConnection, "name", name)
+	a.auditChange(r, p, "delete Connection "+name)
 	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 
@@ -251,6 +256,7 @@ func (a *API) deleteIdentity(w http.ResponseWriter, r *http.Request, p identity.
 		return err
 	}
 	a.Log.Info("deleted", "kind", resource.KindIdentity, "name", name)
+	a.auditChange(r, p, "delete Identity "+name)
 	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 

@@ -102,6 +102,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, p identity.Pri
 		return err
 	}
 	a.Log.Info("token created", "token_id", rec.ID, "identity", rec.Identity, "role", rec.Role, "by", p.Identity.Name)
+	a.auditChange(r, p, fmt.Sprintf("token create %s for %s (role %s)", rec.ID, rec.Identity, rec.Role))
 	return writeJSON(w, http.StatusCreated, TokenCreated{Token: tok, Info: tokenInfo(rec, now)})
 }
 
@@ -138,6 +139,7 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, p identity.Pri
 		return err
 	}
 	a.Log.Info("token revoked", "token_id", id, "identity", t.Identity, "by", p.Identity.Name)
+	a.auditChange(r, p, fmt.Sprintf("token revoke %s of %s", id, t.Identity))
 	t, err = a.Store.GetToken(r.Context(), id)
 	if err != nil {
 		return err

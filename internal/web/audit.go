@@ -1,0 +1,111 @@
+package web
+
+import (
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"strconv"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
+)
+
+// auditChange records an administrative change in the audit log.
+func (a *API) auditChange(r *http.Request, p identity.Principal, what string) {
+	if a.Audit == nil {
+		return
+	}
+	a.Audit(audit.Event{Type: audit.TypeAdmin, Identity: p.Identity.Name, Protocol: "api", Client: r.RemoteAddr,
+		Command: what, Decision: "allow"})
+}
+
+// auditLog reads one node's events and checkpoints from the store; node ""
+// is this gateway's.
+func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoints []string, err error) {
+	node = r.URL.Query().Get("node")
+	if node == "" {
+		node = a.AuditNode
+	}
+	events, err := a.Store.AuditEvents(r.Context(), node, 0, 0)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cps, err := a.Store.AuditCheckpoints(r.Context(), node)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	for _, e := range events {
+		bodies = append(bodies, e.Body)
+	}
+	for _, c := range cps {
+		checkpoints = append(checkpoints, c.Note)
+	}
+	return node, bodies, checkpoints, nil
+}
+
+// auditVerify verifies a node's log as stored, with this gateway's key.
+func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	if a.AuditFlush != nil {
+		a.AuditFlush()
+	}
+	node, bodies, cps, err := a.auditLog(r)
+	if err != nil {
+		return err
+	}
+	v, err := audit.NewVerifier(a.AuditKey)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, audit.Verify(node, bodies, cps, v))
+}
+
+// auditExport streams a node's log as JSON lines: events, then signed
+// checkpoints; `gatehouse audit verify --file` checks it offline.
+func (a *API) auditExport(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	if a.AuditFlush != nil {
+		a.AuditFlush()
+	}
+	_, bodies, cps, err := a.auditLog(r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.Header().Set("Cache-Control", "no-store")
+	return audit.WriteExport(w, bodies, cps)
+}
+
+// auditProof returns the inclusion proof of one event.
+func (a *API) auditProof(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	seq, err := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		return badRequest("seq must be an event's sequence number (1, 2, …)")
+	}
+	if a.AuditFlush != nil {
+		a.AuditFlush()
+	}
+	node, bodies, cps, err := a.auditLog(r)
+	if err != nil {
+		return err
+	}
+	v, err := audit.NewVerifier(a.AuditKey)
+	if err != nil {
+		return err
+	}
+	p, err := audit.Prove(node, bodies, cps, v, seq)
+	if err != nil {
+		return badRequest("%v", err)
+	}
+	return writeJSON(w, http.StatusOK, p)
+}
+
+// auditKey returns the public key that verifies checkpoints, as PEM.
+func (a *API) auditKey(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	der, err := x509.MarshalPKIXPublicKey(ed25519.PublicKey(a.AuditKey))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, err = w.Write(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	return err
+}
