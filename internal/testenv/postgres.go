@@ -130,3 +130,9 @@ func randomHex(n int) string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// PostgresBin finds a program of the PostgreSQL server package (pgbench,
+// pg_ctl, …), which Debian keeps out of PATH.
+func PostgresBin(name string) (string, error) {
+	return lookBin(name, "postgresql", "/usr/lib/postgresql/*/bin")
+}

@@ -24,7 +24,13 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
-func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(crashGatewayEnv); cfg != "" {
+		runCrashGateway(cfg)
+		return
+	}
+	os.Exit(testenv.Main(m))
+}
 
 // env is one gateway in front of the package's PostgreSQL, with a target
 // database reached through connection "appdb" by a dedicated login role
