@@ -11,7 +11,8 @@
 # Knobs: ROUNDS (3), DURATION seconds per run (10), SCALE (10), ONLY (a
 # regular expression over scenario names), PATHS (the paths compared,
 # "direct pgbouncer gatehouse gh-policy"; add "floor" for bench/relayfloor,
-# the cheapest possible relay), OUT (report file).
+# the cheapest possible relay, and "gh-noaudit" for a gateway that records
+# nothing, to measure the audit log's cost), OUT (report file).
 # Everything binds 127.0.0.1; all servers stop when the script ends.
 set -euo pipefail
 
@@ -63,6 +64,11 @@ sleep 1
 BPID=$(cat "$WORK/pgbouncer.pid")
 
 echo "bench: building and starting gatehouse" >&2
+if [[ " $PATHS " == *" gh-noaudit "* ]]; then
+  # A second gateway that records nothing, to measure what the audit log costs.
+  GH_DIR=gh-noaudit GH_FLAGS=--unsafe-no-audit start_gatehouse bench
+  NPORT=$GPORT NPID=$GPID NTOKEN=$TOKEN
+fi
 start_gatehouse bench
 (cd "$ROOT" && go build -o "$WORK/idleconns" ./bench/idleconns && go build -o "$WORK/relayfloor" ./bench/relayfloor)
 FPORT=$(free_port)
@@ -103,6 +109,7 @@ run() { # scenario path args
     gatehouse) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID ;;
     gh-policy) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID; db=bench_guarded ;;
     floor)     port=$FPORT;  user=bench; pw=$PW;    pid=$FPID ;;
+    gh-noaudit) port=$NPORT; user=bench; pw=$NTOKEN; pid=$NPID ;;
   esac
   local t0=0 t1=0
   [ -n "$pid" ] && t0=$(ticks "$pid")

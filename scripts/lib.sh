@@ -36,16 +36,20 @@ start_postgres() {
 # (target: the "bench" superuser on database DB) and connection DB_guarded
 # (the same target under the postgres-production preset), and exports
 # TOKEN for a service identity that may use them. Sets GPORT and GPID.
+# GH_DIR names its data directory under $WORK (default gh); GH_FLAGS adds
+# server flags.
 start_gatehouse() {
   local db=$1
+  local gh=$WORK/${GH_DIR:-gh}
   GPORT=$(free_port); APORT=$(free_port)
-  (cd "$ROOT" && CGO_ENABLED=1 go build -o "$WORK/gatehouse" ./cmd/gatehouse)
-  "$WORK/gatehouse" server --data-dir "$WORK/gh" --api-addr "127.0.0.1:$APORT" --postgres-addr "127.0.0.1:$GPORT" \
-    --log-level warn >"$WORK/gh.out" 2>"$WORK/gh.err" &
+  [ -x "$WORK/gatehouse" ] || (cd "$ROOT" && CGO_ENABLED=1 go build -o "$WORK/gatehouse" ./cmd/gatehouse)
+  # shellcheck disable=SC2086 # GH_FLAGS holds extra flags
+  "$WORK/gatehouse" server --data-dir "$gh" --api-addr "127.0.0.1:$APORT" --postgres-addr "127.0.0.1:$GPORT" \
+    --log-level warn ${GH_FLAGS:-} >"$gh.out" 2>"$gh.err" &
   GPID=$!; PIDS+=($GPID)
-  for _ in $(seq 100); do [ -s "$WORK/gh/admin-token" ] && break; sleep 0.1; done
-  export GATEHOUSE_SERVER=https://127.0.0.1:$APORT GATEHOUSE_CA=$WORK/gh/ca.pem
-  GATEHOUSE_TOKEN=$(cat "$WORK/gh/admin-token") "$WORK/gatehouse" apply -f - >/dev/null <<YAML
+  for _ in $(seq 100); do [ -s "$gh/admin-token" ] && break; sleep 0.1; done
+  export GATEHOUSE_SERVER=https://127.0.0.1:$APORT GATEHOUSE_CA=$gh/ca.pem
+  GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" apply -f - >/dev/null <<YAML
 kind: Identity
 name: bench
 type: service
@@ -72,5 +76,5 @@ name: guarded
 connections: {names: ["${db}_guarded"]}
 presets: [postgres-production]
 YAML
-  TOKEN=$(GATEHOUSE_TOKEN=$(cat "$WORK/gh/admin-token") "$WORK/gatehouse" token create --identity bench --ttl 24h)
+  TOKEN=$(GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" token create --identity bench --ttl 24h)
 }

@@ -58,6 +58,8 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringVar(&cfg.PostgresAddr, "postgres-addr", postgres.DefaultAddr, `PostgreSQL listener ("off" disables it)`)
 	f.IntVar(&cfg.PostgresMaxMessage, "postgres-max-message", postgres.DefaultMaxMessageBytes, "largest PostgreSQL message (bytes) the gateway reads whole")
 	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go pprof profiles here (no authentication: use loopback)")
+	f.BoolVar(&cfg.UnsafeNoAudit, "unsafe-no-audit", false, "record nothing (only for measuring the audit log's cost)")
+	f.MarkHidden("unsafe-no-audit")
 	f.StringVar(&cfg.Node, "node", "", "node name in audit events (default: the host name)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")

@@ -46,6 +46,9 @@ type Config struct {
 	PostgresMaxMessage int
 	// DebugAddr, when set, serves Go's pprof profiles (keep it on loopback).
 	DebugAddr string
+	// UnsafeNoAudit records nothing: it exists only to measure what the
+	// audit log costs (bench/pgbench.sh), and the gateway warns loudly.
+	UnsafeNoAudit bool
 	// Node names this gateway in audit events (default: the host name).
 	Node string
 	// MasterKey is a base64 master key given directly (for example from

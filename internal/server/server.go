@@ -111,6 +111,10 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		}
 	}()
 	g.Gate = &gate.Gate{Audit: g.Audit, Log: log}
+	if cfg.UnsafeNoAudit {
+		log.Warn("UNSAFE: --unsafe-no-audit: this gateway records nothing; use it only to measure the audit log's cost")
+		g.Gate.Audit = discardAudit{}
+	}
 	loader := &policyLoader{g: g}
 	g.policies = loader
 	if err := loader.reload(ctx); err != nil {
@@ -196,6 +200,11 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	log.Info("gateway ready", attrs...)
 	return g, nil
 }
+
+// discardAudit records nothing (--unsafe-no-audit).
+type discardAudit struct{}
+
+func (discardAudit) Append(audit.Event) uint64 { return 0 }
 
 // ReloadPolicies loads the stored policies into the gate now, instead of at
 // the next poll.
