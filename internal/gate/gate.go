@@ -185,8 +185,9 @@ const maxSessionDecisions = 256
 func (g *Gate) Decide(s *Session, c *Command) Decision {
 	d := g.decide(s, c)
 	// Write-ahead: the decision is in the audit log before the engine
-	// acts on it.
-	e := g.event(s, audit.TypeCommand)
+	// acts on it. Protocol and client address are in the session's
+	// session.open event.
+	e := audit.Event{Type: audit.TypeCommand, Identity: s.Identity.Name, Session: s.ID, Connection: s.Connection.Name}
 	e.Command, e.Decision, e.Rule = c.Text, string(d.Action), d.Rule
 	if d.Action != Allow {
 		e.Error = d.Message
@@ -261,8 +262,8 @@ func (g *Gate) classifier() *sqlparse.Classifier {
 // Done records the result of a decided command; call it before the client
 // sees the result.
 func (g *Gate) Done(s *Session, d Decision, r Result) {
-	e := g.event(s, audit.TypeResult)
-	e.Ref = d.Event
+	// The command event (ref) names the identity and connection.
+	e := audit.Event{Type: audit.TypeResult, Session: s.ID, Ref: d.Event}
 	if d.Action != Allow && r.Error == "" {
 		r.Error = d.Message
 	}

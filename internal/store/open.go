@@ -61,9 +61,13 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	// WAL lets readers run beside the writer; busy_timeout makes writers
 	// queue instead of failing; _txlock=immediate takes the write lock at
 	// BEGIN so two transactions cannot deadlock upgrading their locks.
+	// synchronous=NORMAL (with WAL): a commit survives the process dying
+	// at once, and the WAL is fsynced at checkpoints rather than at every
+	// commit, which the audit log's stream of commits needs.
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_txlock", "immediate")
 	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
