@@ -44,7 +44,7 @@ type Options struct {
 
 // DefaultFlushInterval bounds how long an appended event waits before it
 // moves from the journal to the store.
-const DefaultFlushInterval = 20 * time.Millisecond
+const DefaultFlushInterval = 100 * time.Millisecond
 
 const (
 	flushBytes   = 256 << 10 // move to the store sooner past this much
