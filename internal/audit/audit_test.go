@@ -115,23 +115,11 @@ func (f *fixture) verify(t testing.TB) Report {
 
 func (f *fixture) read(t testing.TB) ([][]byte, []string) {
 	t.Helper()
-	events, err := f.st.AuditEvents(ctx, "node1", 0, 0)
+	bodies, cps, err := ReadStore(ctx, f.st, "node1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cps, err := f.st.AuditCheckpoints(ctx, "node1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bodies [][]byte
-	for _, e := range events {
-		bodies = append(bodies, e.Body)
-	}
-	var notes []string
-	for _, c := range cps {
-		notes = append(notes, c.Note)
-	}
-	return bodies, notes
+	return bodies, cps
 }
 
 func TestLogChainsAcrossRestartsAndConcurrency(t *testing.T) {

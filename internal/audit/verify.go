@@ -3,6 +3,7 @@ package audit
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +15,8 @@ import (
 	"github.com/transparency-dev/merkle/proof"
 	"github.com/transparency-dev/merkle/rfc6962"
 	"golang.org/x/mod/sumdb/note"
+
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // Problem kinds reported by Verify.
@@ -313,4 +316,25 @@ func VerifyProof(p *Proof, verifier note.Verifier) error {
 		return fmt.Errorf("event %d is not in the checkpoint of size %d: %w", p.Seq, cp.Size, err)
 	}
 	return nil
+}
+
+// ReadStore reads a node's events (canonical bodies, in order) and signed
+// checkpoints from the store, as Verify, Prove and WriteExport take them.
+func ReadStore(ctx context.Context, st store.Store, node string) (bodies [][]byte, checkpoints []string, err error) {
+	events, err := st.AuditEvents(ctx, node, 0, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	cps, err := st.AuditCheckpoints(ctx, node)
+	if err != nil {
+		return nil, nil, err
+	}
+	bodies = make([][]byte, len(events))
+	for i, e := range events {
+		bodies[i] = e.Body
+	}
+	for _, c := range cps {
+		checkpoints = append(checkpoints, c.Note)
+	}
+	return bodies, checkpoints, nil
 }

@@ -18,7 +18,7 @@ func Postgres(text string) *Result {
 	r := &Result{Statements: make([]Statement, 0, len(tree.Stmts))}
 	for _, raw := range tree.Stmts {
 		w := walker{r: r}
-		w.statement(raw.Stmt, false, nil)
+		w.statement(nodeMessage(raw.Stmt), false, nil)
 	}
 	r.summarize()
 	return r
@@ -29,9 +29,9 @@ type walker struct {
 	r *Result
 }
 
-// statement appends a Statement for node and walks its contents.
-func (w *walker) statement(node *pg.Node, nested bool, scope []string) {
-	msg := nodeMessage(node)
+// statement appends a Statement for msg (nested in the one before, or
+// not) and walks its contents.
+func (w *walker) statement(msg proto.Message, nested bool, scope []string) {
 	if msg == nil {
 		return
 	}
@@ -252,15 +252,15 @@ func (w *walker) walk(i int, msg proto.Message, scope []string, top bool) {
 		w.function(i, n)
 	case *pg.InsertStmt, *pg.UpdateStmt, *pg.DeleteStmt, *pg.MergeStmt:
 		if !top { // a data-modifying WITH query, or one inside COPY (…)
-			w.nested(msg, scope)
+			w.statement(msg, true, scope)
 			return
 		}
 	case *pg.PrepareStmt:
-		w.nested(nodeMessage(n.Query), scope)
+		w.statement(nodeMessage(n.Query), true, scope)
 		return
 	case *pg.ExplainStmt:
 		if explainAnalyze(n.Options) { // EXPLAIN ANALYZE runs the statement
-			w.nested(nodeMessage(n.Query), scope)
+			w.statement(nodeMessage(n.Query), true, scope)
 			return
 		}
 	case *pg.WithClause:
@@ -278,17 +278,6 @@ func (w *walker) walk(i int, msg proto.Message, scope []string, top bool) {
 		})
 		return true
 	})
-}
-
-// nested adds msg as a nested statement.
-func (w *walker) nested(msg proto.Message, scope []string) {
-	if msg == nil {
-		return
-	}
-	j := len(w.r.Statements)
-	w.r.Statements = append(w.r.Statements, Statement{Nested: true})
-	w.describe(j, msg)
-	w.walk(j, msg, scope, true)
 }
 
 // with walks the WITH queries of a statement, each seeing the names before

@@ -20,35 +20,23 @@ func (a *API) auditChange(r *http.Request, p identity.Principal, what string) {
 		Command: what, Decision: "allow"})
 }
 
-// auditLog reads one node's events and checkpoints from the store; node ""
-// is this gateway's.
+// auditLog stores the events appended so far, signs a checkpoint over
+// them, and reads one node's log from the store; node "" is this
+// gateway's.
 func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoints []string, err error) {
+	if a.AuditFlush != nil {
+		a.AuditFlush()
+	}
 	node = r.URL.Query().Get("node")
 	if node == "" {
 		node = a.AuditNode
 	}
-	events, err := a.Store.AuditEvents(r.Context(), node, 0, 0)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	cps, err := a.Store.AuditCheckpoints(r.Context(), node)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	for _, e := range events {
-		bodies = append(bodies, e.Body)
-	}
-	for _, c := range cps {
-		checkpoints = append(checkpoints, c.Note)
-	}
-	return node, bodies, checkpoints, nil
+	bodies, checkpoints, err = audit.ReadStore(r.Context(), a.Store, node)
+	return node, bodies, checkpoints, err
 }
 
 // auditVerify verifies a node's log as stored, with this gateway's key.
 func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
-	if a.AuditFlush != nil {
-		a.AuditFlush()
-	}
 	node, bodies, cps, err := a.auditLog(r)
 	if err != nil {
 		return err
@@ -63,9 +51,6 @@ func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Pri
 // auditExport streams a node's log as JSON lines: events, then signed
 // checkpoints; `gatehouse audit verify --file` checks it offline.
 func (a *API) auditExport(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
-	if a.AuditFlush != nil {
-		a.AuditFlush()
-	}
 	_, bodies, cps, err := a.auditLog(r)
 	if err != nil {
 		return err
@@ -80,9 +65,6 @@ func (a *API) auditProof(w http.ResponseWriter, r *http.Request, _ identity.Prin
 	seq, err := strconv.ParseUint(r.URL.Query().Get("seq"), 10, 64)
 	if err != nil || seq == 0 {
 		return badRequest("seq must be an event's sequence number (1, 2, …)")
-	}
-	if a.AuditFlush != nil {
-		a.AuditFlush()
 	}
 	node, bodies, cps, err := a.auditLog(r)
 	if err != nil {

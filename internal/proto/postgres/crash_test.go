@@ -137,24 +137,17 @@ func TestKillDuringPgbench(t *testing.T) {
 	}
 	defer st2.Close()
 	node, _ := os.Hostname()
-	stored, err := st2.AuditEvents(ctx, node, 0, 0)
+	bodies, notes, err := audit.ReadStore(ctx, st2, node)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cps, _ := st2.AuditCheckpoints(ctx, node)
-	var bodies [][]byte
 	logged := map[string]bool{}
-	for _, ev := range stored {
-		bodies = append(bodies, ev.Body)
+	for _, b := range bodies {
 		var m struct{ Type, Command string }
-		json.Unmarshal(ev.Body, &m)
+		json.Unmarshal(b, &m)
 		if m.Type == "command" {
 			logged[m.Command] = true
 		}
-	}
-	var notes []string
-	for _, c := range cps {
-		notes = append(notes, c.Note)
 	}
 	v, _ := audit.NewVerifier(pub)
 	r := audit.Verify(node, bodies, notes, v)

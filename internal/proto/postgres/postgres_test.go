@@ -502,21 +502,9 @@ func TestAuditRecordsStatements(t *testing.T) {
 	}
 
 	// The chain and the checkpoints verify.
-	stored, err := e.gw.Store.AuditEvents(ctx, e.gw.Audit.Node(), 0, 0)
+	bodies, notes, err := audit.ReadStore(ctx, e.gw.Store, e.gw.Audit.Node())
 	if err != nil {
 		t.Fatal(err)
-	}
-	cps, err := e.gw.Store.AuditCheckpoints(ctx, e.gw.Audit.Node())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bodies [][]byte
-	for _, ev := range stored {
-		bodies = append(bodies, ev.Body)
-	}
-	var notes []string
-	for _, c := range cps {
-		notes = append(notes, c.Note)
 	}
 	v, err := audit.NewVerifier(e.gw.SigningKey.Public().(ed25519.PublicKey))
 	if err != nil {

@@ -213,16 +213,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 			return err
 		}
 		s.sent = 0
-		sql := s.internText(text)
-		d := s.decide(sql)
-		p := pendingCmd{kind: kindSimple, text: sql, start: time.Now(), decision: d}
-		if d.Action == gate.Allow {
-			s.push(p)
-			return nil
-		}
-		p.refusal = refusal(d)
-		s.push(p)
-		return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
+		return s.simpleQuery(s.internText(text))
 	case pgwire.MsgFunctionCall:
 		// The fast-path protocol calls a function by OID, with no SQL
 		// to classify: the gate judges it as text the parser rejects
@@ -230,16 +221,8 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		if len(frame) < pgwire.HeaderLen+4 {
 			return &pgwire.ProtocolError{Msg: "invalid FunctionCall message"}
 		}
-		text := "-- fast-path FunctionCall of function OID " + strconv.FormatUint(uint64(binary.BigEndian.Uint32(frame[pgwire.HeaderLen:])), 10) + "\n<FunctionCall>"
-		d := s.decide(text)
-		p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
-		if d.Action == gate.Allow {
-			s.push(p)
-			return nil
-		}
-		p.refusal = refusal(d)
-		s.push(p)
-		return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
+		return s.simpleQuery("-- fast-path FunctionCall of function OID " +
+			strconv.FormatUint(uint64(binary.BigEndian.Uint32(frame[pgwire.HeaderLen:])), 10) + "\n<FunctionCall>")
 	case pgwire.MsgParse:
 		name, text, err := pgwire.ParseFields(frame)
 		if err != nil {
@@ -290,6 +273,21 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		s.ended = "client terminated the session"
 	}
 	return nil
+}
+
+// simpleQuery judges a message answered by ReadyForQuery (Query,
+// FunctionCall) and queues it; a refused one is replaced by a stand-in
+// the server fails.
+func (s *session) simpleQuery(text string) error {
+	d := s.decide(text)
+	p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
+	if d.Action == gate.Allow {
+		s.push(p)
+		return nil
+	}
+	p.refusal = refusal(d)
+	s.push(p)
+	return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
 }
 
 // decide asks the gate about SQL text.
