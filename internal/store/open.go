@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"database/sql"
 	"fmt"
 	"net/url"
@@ -52,6 +53,28 @@ func OpenNoMigrate(ctx context.Context, dsn, dataDir string) (Store, error) {
 	return nil, fmt.Errorf("store %q: unknown kind (want sqlite:PATH or postgres://…)", Redact(dsn))
 }
 
+// createSQLite creates a new database file with large pages: the audit
+// log stores runs of events of hundreds of kilobytes, and SQLite writes
+// its WAL a page per system call. The page size is fixed once the file
+// has content, and the driver would switch to WAL first, so the file is
+// made here, alone.
+func createSQLite(ctx context.Context, path string) error {
+	if _, err := os.Stat(path); err == nil || !errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		return fmt.Errorf("create sqlite store %s: %w", path, err)
+	}
+	defer db.Close()
+	for _, q := range []string{"PRAGMA page_size = 65536", "CREATE TABLE gatehouse_init (x)", "DROP TABLE gatehouse_init"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create sqlite store %s: %w", path, err)
+		}
+	}
+	return os.Chmod(path, 0o600)
+}
+
 func openSQLite(ctx context.Context, path string) (Store, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -64,6 +87,9 @@ func openSQLite(ctx context.Context, path string) (Store, error) {
 	// synchronous=NORMAL (with WAL): a commit survives the process dying
 	// at once, and the WAL is fsynced at checkpoints rather than at every
 	// commit, which the audit log's stream of commits needs.
+	if err := createSQLite(ctx, path); err != nil {
+		return nil, err
+	}
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
