@@ -432,3 +432,44 @@ func TestSmallJournalsUnderLoad(t *testing.T) {
 		t.Fatalf("verify = %v", r)
 	}
 }
+
+func TestFilter(t *testing.T) {
+	base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var bodies [][]byte
+	add := func(e Event) {
+		e.Seq = uint64(len(bodies) + 1)
+		e.Time = base.Add(time.Duration(e.Seq) * time.Minute)
+		bodies = append(bodies, e.AppendJSON(nil))
+	}
+	add(Event{Type: TypeSessionOpen, Identity: "alice", Session: "s1", Connection: "db"})           // 1
+	add(Event{Type: TypeCommand, Identity: "alice", Session: "s1", Connection: "db", Command: "a"}) // 2
+	add(Event{Type: TypeCommand, Identity: "bob", Session: "s2", Connection: "db", Command: "b"})   // 3
+	add(Event{Type: TypeResult, Session: "s1", Ref: 2})                                             // 4
+	add(Event{Type: TypeResult, Session: "s2", Ref: 3})                                             // 5
+	add(Event{Type: TypeAdmin, Identity: "admin", Command: "apply"})                                // 6
+	seqs := func(f Filter) string {
+		var out []string
+		for _, b := range f.Select(bodies) {
+			var e struct{ Seq int }
+			json.Unmarshal(b, &e)
+			out = append(out, strconv.Itoa(e.Seq))
+		}
+		return strings.Join(out, ",")
+	}
+	tests := []struct {
+		f    Filter
+		want string
+	}{
+		{Filter{}, "1,2,3,4,5,6"},
+		{Filter{Identity: "alice"}, "1,2,4"},
+		{Filter{Session: "s2"}, "3,5"},
+		{Filter{Type: TypeResult, Identity: "bob"}, "5"},
+		{Filter{Since: base.Add(3 * time.Minute), Until: base.Add(6 * time.Minute)}, "3,4,5"},
+		{Filter{Connection: "db", Type: TypeCommand}, "2,3"},
+	}
+	for _, tt := range tests {
+		if got := seqs(tt.f); got != tt.want {
+			t.Errorf("%+v selects %s, want %s", tt.f, got, tt.want)
+		}
+	}
+}

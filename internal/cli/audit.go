@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/mod/sumdb/note"
@@ -29,7 +30,9 @@ signed in checkpoints with the node's key (DATA_DIR/signing.pub).
 
   verify         checks the log the gateway stores (online), or an export
                  with --file and --pubkey (offline: nothing else needed)
-  export         writes the log as JSON lines, events then checkpoints
+  export         writes the log as JSON lines, events then checkpoints (or,
+                 with filters, the matching events alone)
+  tail           prints the newest events; -f follows
   prove SEQ      writes the inclusion proof of one event
   verify-proof   checks such a proof with the public key alone`,
 	}
@@ -97,9 +100,50 @@ signed in checkpoints with the node's key (DATA_DIR/signing.pub).
 	verify.Flags().StringVar(&pubkey, "pubkey", "", "the gateway's audit public key, PEM (DATA_DIR/signing.pub)")
 
 	var out string
+	filter := url.Values{}
+	filterFlags := []string{"since", "until", "identity", "connection", "session", "type"}
 	export := &cobra.Command{
-		Use:   "export [-o FILE]",
+		Use:   "export [-o FILE] [--since T] [--until T] [--identity N] [--connection N] [--session ID] [--type T]",
 		Short: "Write the audit log as JSON lines (events, then signed checkpoints)",
+		Long: `Write the audit log as JSON lines: every event, then the signed checkpoints,
+which gatehouse audit verify --file checks offline. With a filter only the
+matching events are written, without checkpoints: a selection to read, not
+to verify.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := co.client()
+			if err != nil {
+				return err
+			}
+			path := "/api/v1/audit/export" + query(nil)
+			for _, name := range filterFlags {
+				if v, _ := cmd.Flags().GetString(name); v != "" {
+					filter.Set(name, v)
+				}
+			}
+			if len(filter) > 0 {
+				path = "/api/v1/audit/events" + query(filter)
+			}
+			var data []byte
+			if err := c.do(cmd.Context(), http.MethodGet, path, "", nil, &data); err != nil {
+				return err
+			}
+			return writeOut(cmd.OutOrStdout(), out, data)
+		},
+	}
+	export.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	export.Flags().String("since", "", "only events at or after this time (RFC 3339)")
+	export.Flags().String("until", "", "only events before this time (RFC 3339)")
+	export.Flags().String("identity", "", "only this identity's events")
+	export.Flags().String("connection", "", "only events on this connection")
+	export.Flags().String("session", "", "only this session's events")
+	export.Flags().String("type", "", "only events of this type (command, result, session.open, admin, …)")
+
+	var follow bool
+	var lines int
+	tail := &cobra.Command{
+		Use:   "tail [-n N] [-f]",
+		Short: "Print the newest audit events; -f keeps printing new ones",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := co.client()
@@ -107,13 +151,34 @@ signed in checkpoints with the node's key (DATA_DIR/signing.pub).
 				return err
 			}
 			var data []byte
-			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit/export"+query(nil), "", nil, &data); err != nil {
+			if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit/events"+query(url.Values{"limit": {strconv.Itoa(lines)}}), "", nil, &data); err != nil {
 				return err
 			}
-			return writeOut(cmd.OutOrStdout(), out, data)
+			cmd.OutOrStdout().Write(data)
+			last := lastSeq(data)
+			for follow {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-time.After(time.Second):
+				}
+				data = nil
+				if err := c.do(cmd.Context(), http.MethodGet, "/api/v1/audit/events"+query(url.Values{"after": {strconv.FormatUint(last, 10)}}), "", nil, &data); err != nil {
+					if cmd.Context().Err() != nil {
+						return nil
+					}
+					return err
+				}
+				cmd.OutOrStdout().Write(data)
+				if s := lastSeq(data); s > last {
+					last = s
+				}
+			}
+			return nil
 		},
 	}
-	export.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	tail.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing events as they are written")
+	tail.Flags().IntVarP(&lines, "lines", "n", 10, "how many of the newest events to print first")
 
 	prove := &cobra.Command{
 		Use:   "prove SEQ [-o FILE]",
@@ -167,8 +232,20 @@ signed in checkpoints with the node's key (DATA_DIR/signing.pub).
 	}
 	verifyProof.Flags().StringVar(&pubkey, "pubkey", "", "the gateway's audit public key, PEM (DATA_DIR/signing.pub)")
 
-	cmd.AddCommand(verify, export, prove, verifyProof)
+	cmd.AddCommand(verify, export, tail, prove, verifyProof)
 	return cmd
+}
+
+// lastSeq returns the sequence number of the last event in JSON lines.
+func lastSeq(data []byte) uint64 {
+	lines := bytes.Split(bytes.TrimSpace(data), []byte("\n"))
+	var e struct {
+		Seq uint64 `json:"seq"`
+	}
+	if len(lines) > 0 {
+		json.Unmarshal(lines[len(lines)-1], &e)
+	}
+	return e.Seq
 }
 
 // loadVerifier reads an ed25519 public key in PEM (as in signing.pub).

@@ -142,6 +142,16 @@ func TestQuickstart(t *testing.T) {
 	if code, out, _ = runCLI("", "audit", "verify", "--file", export, "--pubkey", pub); code != 1 || !strings.Contains(out, "FAILED") || !strings.Contains(out, "modified") {
 		t.Errorf("offline verify of an edited export = %d %q", code, out)
 	}
+	if code, out, errOut = g.run(t, g.admin, "", "audit", "export", "--type", "admin", "--identity", "admin"); code != 0 ||
+		!strings.Contains(out, `"apply Policy production (created)"`) || strings.Contains(out, "checkpoint") || strings.Contains(out, `"type":"session`) {
+		t.Errorf("filtered export = %d %q %q", code, out, errOut)
+	}
+	if code, out, errOut = g.run(t, g.admin, "", "audit", "tail", "-n", "2"); code != 0 || strings.Count(out, "\n") != 2 {
+		t.Errorf("audit tail -n 2 = %d %q %q", code, out, errOut)
+	}
+	if code, _, errOut = g.run(t, g.admin, "", "audit", "export", "--since", "yesterday"); code != 1 || !strings.Contains(errOut, "RFC 3339") {
+		t.Errorf("export --since yesterday = %d %q", code, errOut)
+	}
 	proofFile := filepath.Join(t.TempDir(), "proof.json")
 	if code, _, errOut = g.run(t, g.admin, "", "audit", "prove", "1", "-o", proofFile); code != 0 {
 		t.Fatalf("audit prove = %d %q", code, errOut)
@@ -333,4 +343,27 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestAuditTailFollows(t *testing.T) {
+	g := startGateway(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(ctx, []string{"audit", "tail", "-f", "--server", "https://" + g.addr,
+			"--ca", filepath.Join(g.dataDir, "ca.pem"), "--token", g.admin}, nil, &out, &out)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if code, _, errOut := g.run(t, g.admin, "kind: Identity\nname: tailed\n", "apply", "-f", "-"); code != 0 {
+		t.Fatalf("apply = %d %q", code, errOut)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "apply Identity tailed") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 || !strings.Contains(out.String(), "apply Identity tailed") {
+		t.Errorf("audit tail -f = %d, printed %q; want the new event", code, out.String())
+	}
 }

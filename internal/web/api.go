@@ -43,6 +43,8 @@ type API struct {
 	AuditNode  string
 	AuditKey   ed25519.PublicKey
 	AuditFlush func()
+	// AuditSync waits until appended events are in the store.
+	AuditSync func()
 	// Audit records administrative changes (nil: not recorded).
 	Audit func(audit.Event) uint64
 }
@@ -67,6 +69,7 @@ func (a *API) routes() []route {
 		{"DELETE /api/v1/policies/{name}", resource.RoleAdmin, a.deletePolicy},
 		{"GET /api/v1/audit/verify", resource.RoleAdmin, a.auditVerify},
 		{"GET /api/v1/audit/export", resource.RoleAdmin, a.auditExport},
+		{"GET /api/v1/audit/events", resource.RoleAdmin, a.auditEvents},
 		{"GET /api/v1/audit/proof", resource.RoleAdmin, a.auditProof},
 		{"GET /api/v1/audit/key", resource.RoleUser, a.auditKey},
 		{"GET /api/v1/identities", resource.RoleAdmin, a.listIdentities},

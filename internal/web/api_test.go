@@ -113,6 +113,7 @@ var wantRoles = map[string]resource.Role{
 	"DELETE /api/v1/policies/{name}":    resource.RoleAdmin,
 	"GET /api/v1/audit/verify":          resource.RoleAdmin,
 	"GET /api/v1/audit/export":          resource.RoleAdmin,
+	"GET /api/v1/audit/events":          resource.RoleAdmin,
 	"GET /api/v1/audit/proof":           resource.RoleAdmin,
 	"GET /api/v1/audit/key":             resource.RoleUser,
 	"GET /api/v1/identities":            resource.RoleAdmin,

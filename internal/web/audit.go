@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
@@ -58,6 +59,59 @@ func (a *API) auditExport(w http.ResponseWriter, r *http.Request, _ identity.Pri
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Cache-Control", "no-store")
 	return audit.WriteExport(w, bodies, cps)
+}
+
+// auditEvents returns a node's events as JSON lines, filtered (since,
+// until as RFC 3339; identity, connection, session, type; after, a
+// sequence number; limit, the last that many). Without checkpoints, a
+// filtered selection is for reading, not for verifying.
+func (a *API) auditEvents(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	q := r.URL.Query()
+	var f audit.Filter
+	for name, dst := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if v := q.Get(name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return badRequest("%s %q is not an RFC 3339 time such as 2026-11-22T10:00:00Z", name, v)
+			}
+			*dst = t
+		}
+	}
+	f.Identity, f.Connection, f.Session, f.Type = q.Get("identity"), q.Get("connection"), q.Get("session"), q.Get("type")
+	after, limit := uint64(0), 0
+	var err error
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return badRequest("after must be a sequence number")
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+			return badRequest("limit must be a count")
+		}
+	}
+	node := q.Get("node")
+	if node == "" {
+		node = a.AuditNode
+	}
+	if a.AuditSync != nil {
+		a.AuditSync()
+	}
+	events, err := a.Store.AuditEvents(r.Context(), node, after, 0)
+	if err != nil {
+		return err
+	}
+	bodies := make([][]byte, len(events))
+	for i, e := range events {
+		bodies[i] = e.Body
+	}
+	bodies = f.Select(bodies)
+	if limit > 0 && len(bodies) > limit {
+		bodies = bodies[len(bodies)-limit:]
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	w.Header().Set("Cache-Control", "no-store")
+	return audit.WriteExport(w, bodies, nil)
 }
 
 // auditProof returns the inclusion proof of one event.
