@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/mod/sumdb/note"
+
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 )
@@ -23,7 +25,7 @@ func (a *API) auditChange(r *http.Request, p identity.Principal, what string) {
 
 // auditLog stores the events appended so far, signs a checkpoint over
 // them, and reads one node's log from the store; node "" is this
-// gateway's.
+// gateway's. The verifier checks this gateway's checkpoints.
 func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoints []string, err error) {
 	if a.AuditFlush != nil {
 		a.AuditFlush()
@@ -36,13 +38,19 @@ func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoin
 	return node, bodies, checkpoints, err
 }
 
-// auditVerify verifies a node's log as stored, with this gateway's key.
-func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+// auditLogAndKey is auditLog with the verifier of this gateway's key.
+func (a *API) auditLogAndKey(r *http.Request) (string, [][]byte, []string, note.Verifier, error) {
 	node, bodies, cps, err := a.auditLog(r)
 	if err != nil {
-		return err
+		return "", nil, nil, nil, err
 	}
 	v, err := audit.NewVerifier(a.AuditKey)
+	return node, bodies, cps, v, err
+}
+
+// auditVerify verifies a node's log as stored, with this gateway's key.
+func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	node, bodies, cps, v, err := a.auditLogAndKey(r)
 	if err != nil {
 		return err
 	}
@@ -120,11 +128,7 @@ func (a *API) auditProof(w http.ResponseWriter, r *http.Request, _ identity.Prin
 	if err != nil || seq == 0 {
 		return badRequest("seq must be an event's sequence number (1, 2, …)")
 	}
-	node, bodies, cps, err := a.auditLog(r)
-	if err != nil {
-		return err
-	}
-	v, err := audit.NewVerifier(a.AuditKey)
+	node, bodies, cps, v, err := a.auditLogAndKey(r)
 	if err != nil {
 		return err
 	}
