@@ -25,7 +25,7 @@ func (a *API) auditChange(r *http.Request, p identity.Principal, what string) {
 
 // auditLog stores the events appended so far, signs a checkpoint over
 // them, and reads one node's log from the store; node "" is this
-// gateway's. The verifier checks this gateway's checkpoints.
+// gateway's.
 func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoints []string, err error) {
 	if a.AuditFlush != nil {
 		a.AuditFlush()
