@@ -157,7 +157,10 @@ done
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "- PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'), gatehouse $(cd "$ROOT" && git rev-parse --short HEAD)"
   echo "- scale $SCALE, $ROUNDS interleaved rounds of ${DURATION}s; client, proxies and server share the machine"
-  echo "- gatehouse writes a per-statement audit record for every statement; gh-policy is gatehouse through a connection under the postgres-production preset; no TLS on any path (loopback)"
+  echo "- gatehouse writes its audit log (two chained events per statement); no TLS on any path (loopback)"
+  [[ " $PATHS " == *" gh-policy "* ]] && echo "- gh-policy: gatehouse through a connection under the postgres-production preset"
+  [[ " $PATHS " == *" gh-noaudit "* ]] && echo "- gh-noaudit: a second gatehouse started with --unsafe-no-audit (records nothing)"
+  [[ " $PATHS " == *" floor "* ]] && echo "- floor: bench/relayfloor, the cheapest relay (no parsing, audit or policy)"
   echo
   echo "Medians over rounds. cpu = the proxy process's user+system CPU per transaction. RSS = peak resident memory."
   echo
