@@ -473,3 +473,38 @@ func TestFilter(t *testing.T) {
 		}
 	}
 }
+
+func TestOCSF(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		e                       Event
+		class, activity, status int
+	}{
+		{Event{Type: TypeLoginFailed, Client: "10.0.0.5:5555", Error: "bad token"}, 3002, 1, 2},
+		{Event{Type: TypeSessionOpen, Identity: "alice", Session: "s", Client: "[::1]:5555", Connection: "db", Decision: "allow"}, 3002, 1, 1},
+		{Event{Type: TypeSessionClose, Identity: "alice", Session: "s"}, 3002, 2, 1},
+		{Event{Type: TypeCommand, Identity: "alice", Session: "s", Connection: "db", Command: "DELETE FROM t", Decision: "block", Rule: "p/r"}, 6005, 99, 2},
+		{Event{Type: TypeResult, Session: "s", Ref: 4, Rows: 3, Duration: 2 * time.Millisecond}, 6005, 99, 1},
+		{Event{Type: TypeAdmin, Identity: "admin", Command: "apply Policy p (created)", Decision: "allow"}, 6003, 1, 1},
+		{Event{Type: TypeAdmin, Identity: "admin", Command: "delete Connection db", Decision: "allow"}, 6003, 4, 1},
+	}
+	for i, tt := range tests {
+		tt.e.Seq, tt.e.Time, tt.e.Node = uint64(i+1), at, "n1"
+		o, err := OCSF(tt.e.AppendJSON(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o["class_uid"] != tt.class || o["activity_id"] != tt.activity || o["status_id"] != tt.status ||
+			o["type_uid"] != tt.class*100+tt.activity || o["category_uid"] != tt.class/1000 || o["time"] != at.UnixMilli() {
+			t.Errorf("%s: %v", tt.e.Type, o)
+		}
+		um := o["unmapped"].(map[string]any)
+		if um["seq"] != uint64(i+1) || um["gatehouse_type"] != tt.e.Type {
+			t.Errorf("%s: unmapped %v", tt.e.Type, um)
+		}
+	}
+	o, _ := OCSF((&Event{Type: TypeCommand, Identity: "alice", Rule: "p/r", Command: "x"}).AppendJSON(nil))
+	if o["actor"].(map[string]any)["user"].(map[string]any)["name"] != "alice" || o["unmapped"].(map[string]any)["rule"] != "p/r" || o["message"] != "x" {
+		t.Errorf("command: %v", o)
+	}
+}

@@ -99,16 +99,17 @@ signed in checkpoints with the node's key (DATA_DIR/signing.pub).
 	verify.Flags().StringVar(&file, "file", "", "an export (gatehouse audit export) to verify offline")
 	verify.Flags().StringVar(&pubkey, "pubkey", "", "the gateway's audit public key, PEM (DATA_DIR/signing.pub)")
 
-	var out string
+	var out, format string
 	filter := url.Values{}
 	filterFlags := []string{"since", "until", "identity", "connection", "session", "type"}
 	export := &cobra.Command{
-		Use:   "export [-o FILE] [--since T] [--until T] [--identity N] [--connection N] [--session ID] [--type T]",
+		Use:   "export [-o FILE] [--format jsonl|ocsf] [--since T] [--until T] [--identity N] [--connection N] [--session ID] [--type T]",
 		Short: "Write the audit log as JSON lines (events, then signed checkpoints)",
 		Long: `Write the audit log as JSON lines: every event, then the signed checkpoints,
 which gatehouse audit verify --file checks offline. With a filter only the
 matching events are written, without checkpoints: a selection to read, not
-to verify.`,
+to verify. --format ocsf writes Open Cybersecurity Schema Framework events
+(Authentication, Datastore Activity, API Activity) for a SIEM.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := co.client()
@@ -121,6 +122,13 @@ to verify.`,
 					filter.Set(name, v)
 				}
 			}
+			switch format {
+			case "jsonl":
+			case "ocsf":
+				filter.Set("format", "ocsf")
+			default:
+				return usageError{fmt.Errorf("--format %q is unknown (want jsonl or ocsf)", format)}
+			}
 			if len(filter) > 0 {
 				path = "/api/v1/audit/events" + query(filter)
 			}
@@ -132,6 +140,7 @@ to verify.`,
 		},
 	}
 	export.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	export.Flags().StringVar(&format, "format", "jsonl", "jsonl (verifiable with checkpoints) or ocsf (OCSF events for a SIEM, no checkpoints)")
 	export.Flags().String("since", "", "only events at or after this time (RFC 3339)")
 	export.Flags().String("until", "", "only events before this time (RFC 3339)")
 	export.Flags().String("identity", "", "only this identity's events")

@@ -146,6 +146,13 @@ func TestQuickstart(t *testing.T) {
 		!strings.Contains(out, `"apply Policy production (created)"`) || strings.Contains(out, "checkpoint") || strings.Contains(out, `"type":"session`) {
 		t.Errorf("filtered export = %d %q %q", code, out, errOut)
 	}
+	if code, out, errOut = g.run(t, g.admin, "", "audit", "export", "--format", "ocsf", "--type", "admin"); code != 0 ||
+		!strings.Contains(out, `"class_uid":6003`) || !strings.Contains(out, `"message":"apply Policy production (created)"`) {
+		t.Errorf("ocsf export = %d %q %q", code, out, errOut)
+	}
+	if code, _, _ = g.run(t, g.admin, "", "audit", "export", "--format", "xml"); code != 2 {
+		t.Errorf("export --format xml = %d, want a usage error", code)
+	}
 	if code, out, errOut = g.run(t, g.admin, "", "audit", "tail", "-n", "2"); code != 0 || strings.Count(out, "\n") != 2 {
 		t.Errorf("audit tail -n 2 = %d %q %q", code, out, errOut)
 	}

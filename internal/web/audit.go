@@ -3,6 +3,7 @@ package web
 import (
 	"crypto/ed25519"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"net/http"
 	"strconv"
@@ -71,7 +72,8 @@ func (a *API) auditExport(w http.ResponseWriter, r *http.Request, _ identity.Pri
 
 // auditEvents returns a node's events as JSON lines, filtered (since,
 // until as RFC 3339; identity, connection, session, type; after, a
-// sequence number; limit, the last that many). Without checkpoints, a
+// sequence number; limit, the last that many), as stored (format=jsonl)
+// or as OCSF events (format=ocsf). Without checkpoints, a
 // filtered selection is for reading, not for verifying.
 func (a *API) auditEvents(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
 	q := r.URL.Query()
@@ -86,6 +88,9 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request, _ identity.Pri
 		}
 	}
 	f.Identity, f.Connection, f.Session, f.Type = q.Get("identity"), q.Get("connection"), q.Get("session"), q.Get("type")
+	if format := q.Get("format"); format != "" && format != "jsonl" && format != "ocsf" {
+		return badRequest("format %q is unknown (want jsonl or ocsf)", format)
+	}
 	after, limit := uint64(0), 0
 	var err error
 	if v := q.Get("after"); v != "" {
@@ -119,6 +124,19 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request, _ identity.Pri
 	}
 	w.Header().Set("Content-Type", "application/jsonl")
 	w.Header().Set("Cache-Control", "no-store")
+	if q.Get("format") == "ocsf" {
+		enc := json.NewEncoder(w)
+		for _, b := range bodies {
+			o, err := audit.OCSF(b)
+			if err != nil {
+				return err
+			}
+			if err := enc.Encode(o); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	return audit.WriteExport(w, bodies, nil)
 }
 
