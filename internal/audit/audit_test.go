@@ -508,3 +508,26 @@ func TestOCSF(t *testing.T) {
 		t.Errorf("command: %v", o)
 	}
 }
+
+// TestOneWriterPerNode: a second log on the same node refuses to open
+// while the first renews its lease; after a clean close it opens at once.
+func TestOneWriterPerNode(t *testing.T) {
+	f := newFixture(t)
+	l := f.open(t, Options{})
+	s, _ := NewSigner(f.key)
+	start := time.Now()
+	_, err := Open(ctx, Options{Dir: filepath.Join(f.dir, "audit2"), Node: "node1", Store: f.st, Signer: s, Log: quiet})
+	if err == nil || !strings.Contains(err.Error(), "another gateway") {
+		t.Fatalf("second writer on node1: %v", err)
+	}
+	if waited := time.Since(start); waited > LeaseTTL+time.Second {
+		t.Errorf("refusal took %v", waited)
+	}
+	l.Close()
+	start = time.Now()
+	l2 := f.open(t, Options{})
+	defer l2.Close()
+	if waited := time.Since(start); waited > time.Second {
+		t.Errorf("open after a clean close waited %v", waited)
+	}
+}

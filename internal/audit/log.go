@@ -79,6 +79,9 @@ type Log struct {
 	kick chan struct{}
 	done chan struct{}
 
+	owner   string    // this process's lease id
+	leaseAt time.Time // last renewal (owned by the store goroutine after Open)
+
 	// Owned by the store goroutine.
 	tree       *compact.Range
 	checkpoint uint64 // size of the last checkpoint
@@ -109,8 +112,11 @@ func Open(ctx context.Context, opts Options) (*Log, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{opts: opts, log: opts.Log, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	l := &Log{opts: opts, log: opts.Log, kick: make(chan struct{}, 1), done: make(chan struct{}), owner: newOwner()}
 	l.space = sync.NewCond(&l.mu)
+	if err := l.acquireLease(ctx); err != nil {
+		return nil, err
+	}
 	for i := range l.journals {
 		j, err := openJournal(filepath.Join(opts.Dir, fmt.Sprintf("%s.journal.%d", opts.Node, i)), opts.JournalBytes)
 		if err != nil {
@@ -327,6 +333,7 @@ func (l *Log) run() {
 				l.log.Error("audit checkpoint failed", "err", err)
 			}
 		}
+		l.keepLease(ctx)
 		if closed || time.Since(lastSync) >= syncInterval {
 			for _, j := range l.journals {
 				if err := j.sync(); err != nil {
@@ -336,6 +343,7 @@ func (l *Log) run() {
 			lastSync = time.Now()
 		}
 		if closed {
+			l.releaseLease(ctx)
 			return
 		}
 	}
