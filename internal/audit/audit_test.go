@@ -531,3 +531,35 @@ func TestOneWriterPerNode(t *testing.T) {
 		t.Errorf("open after a clean close waited %v", waited)
 	}
 }
+
+func TestSessionsAndTimeline(t *testing.T) {
+	base := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	var bodies [][]byte
+	add := func(e Event) uint64 {
+		e.Seq = uint64(len(bodies) + 1)
+		e.Time = base.Add(time.Duration(e.Seq) * time.Second)
+		bodies = append(bodies, e.AppendJSON(nil))
+		return e.Seq
+	}
+	add(Event{Type: TypeSessionOpen, Identity: "alice", Session: "s1", Connection: "db", Protocol: "postgres", Client: "127.0.0.1:5", Decision: "allow"})
+	c1 := add(Event{Type: TypeCommand, Identity: "alice", Session: "s1", Connection: "db", Command: "SELECT 1", Decision: "allow"})
+	add(Event{Type: TypeSessionOpen, Identity: "bob", Session: "s2", Connection: "db", Decision: "allow"})
+	add(Event{Type: TypeResult, Session: "s1", Ref: c1, Rows: 1, Duration: 1500 * time.Microsecond})
+	c2 := add(Event{Type: TypeCommand, Identity: "alice", Session: "s1", Connection: "db", Command: "DROP TABLE t", Decision: "block", Rule: "p/no-drop", Error: "no"})
+	add(Event{Type: TypeResult, Session: "s1", Ref: c2, SQLState: "42501", Error: "no"})
+	add(Event{Type: TypeSessionClose, Identity: "alice", Session: "s1", Error: "client terminated the session"})
+
+	ss := Sessions(bodies)
+	if len(ss) != 2 || ss[0].ID != "s2" || !ss[0].End.IsZero() {
+		t.Fatalf("sessions = %+v", ss)
+	}
+	s1 := ss[1]
+	if s1.Identity != "alice" || s1.Statements != 2 || s1.Refused != 1 || s1.End.IsZero() || s1.Reason != "client terminated the session" {
+		t.Errorf("s1 = %+v", s1)
+	}
+	tl := Timeline(bodies, "s1")
+	if len(tl) != 4 || tl[0].Kind != "open" || tl[1].Text != "SELECT 1" || tl[1].Rows == nil || *tl[1].Rows != 1 ||
+		tl[1].DurationUS != 1500 || tl[2].Decision != "block" || tl[2].SQLState != "42501" || tl[3].Kind != "close" {
+		t.Errorf("timeline = %+v", tl)
+	}
+}

@@ -85,6 +85,7 @@ example GATEHOUSE_API_ADDR for --api-addr), then gatehouse.yaml.`,
 		newWhoamiCmd(),
 		newConnectCmd(),
 		newAuditCmd(),
+		newSessionsCmd(),
 	)
 	return root
 }

@@ -72,6 +72,8 @@ func (a *API) routes() []route {
 		{"GET /api/v1/audit/events", resource.RoleAdmin, a.auditEvents},
 		{"GET /api/v1/audit/proof", resource.RoleAdmin, a.auditProof},
 		{"GET /api/v1/audit/key", resource.RoleUser, a.auditKey},
+		{"GET /api/v1/sessions", resource.RoleAdmin, a.listSessions},
+		{"GET /api/v1/sessions/{id}", resource.RoleAdmin, a.getSession},
 		{"GET /api/v1/identities", resource.RoleAdmin, a.listIdentities},
 		{"GET /api/v1/identities/{name}", resource.RoleAdmin, a.getIdentity},
 		{"DELETE /api/v1/identities/{name}", resource.RoleAdmin, a.deleteIdentity},

@@ -116,6 +116,8 @@ var wantRoles = map[string]resource.Role{
 	"GET /api/v1/audit/events":          resource.RoleAdmin,
 	"GET /api/v1/audit/proof":           resource.RoleAdmin,
 	"GET /api/v1/audit/key":             resource.RoleUser,
+	"GET /api/v1/sessions":              resource.RoleAdmin,
+	"GET /api/v1/sessions/{id}":         resource.RoleAdmin,
 	"GET /api/v1/identities":            resource.RoleAdmin,
 	"GET /api/v1/identities/{name}":     resource.RoleAdmin,
 	"DELETE /api/v1/identities/{name}":  resource.RoleAdmin,

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -593,5 +596,48 @@ func TestLostTargetIsReported(t *testing.T) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "08006" || !strings.Contains(pe.Message, "connection flaky") {
 		t.Fatalf("after the target was cut: %v; want FATAL 08006 naming the connection", err)
+	}
+}
+
+// TestSessionsReplay replays a real session from the audit log with the
+// CLI: its statements, their results and refusals, in order.
+func TestSessionsReplay(t *testing.T) {
+	e := sharedEnv(t)
+	c := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	marker := fmt.Sprintf("replay_marker_%d", time.Now().UnixNano())
+	c.Exec(ctx, "SELECT '"+marker+"' FROM generate_series(1,2)", pgx.QueryExecModeSimpleProtocol)
+	c.Exec(ctx, "SELECT 1/0, '"+marker+"'", pgx.QueryExecModeSimpleProtocol)
+	c.Close(ctx)
+	var session string
+	for _, ev := range e.auditEvents(t) {
+		if cmd, _ := ev["command"].(string); strings.Contains(cmd, marker) {
+			session, _ = ev["session"].(string)
+		}
+	}
+	if session == "" {
+		t.Fatal("no command event for the marker")
+	}
+	admin, err := os.ReadFile(filepath.Join(e.dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) string {
+		var out strings.Builder
+		args = append(args, "--server", "https://"+e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem"), "--token", strings.TrimSpace(string(admin)))
+		if code := cli.Run(ctx, args, nil, &out, &out); code != 0 {
+			t.Fatalf("gatehouse %v = %d: %s", args, code, out.String())
+		}
+		return out.String()
+	}
+	if out := run("sessions", "list"); !strings.Contains(out, session) || !strings.Contains(out, "alice") {
+		t.Errorf("sessions list lacks %s:\n%s", session, out)
+	}
+	for _, verb := range [][]string{{"sessions", "show", session}, {"sessions", "replay", session, "--no-wait"}} {
+		out := run(verb...)
+		i1, i2 := strings.Index(out, "FROM generate_series(1,2)"), strings.Index(out, "SELECT 1/0")
+		if i1 < 0 || i2 < i1 || !strings.Contains(out, "→ 2 rows") || !strings.Contains(out, "error 22012") ||
+			!strings.Contains(out, "closed: client terminated the session") {
+			t.Errorf("%v:\n%s", verb, out)
+		}
 	}
 }
