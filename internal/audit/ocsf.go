@@ -27,26 +27,7 @@ const (
 // chain's seq and prev, rule, ref, rows, sqlstate) is kept under
 // "unmapped", so nothing is lost in translation.
 func OCSF(body []byte) (map[string]any, error) {
-	var e struct {
-		Seq        uint64    `json:"seq"`
-		Prev       string    `json:"prev"`
-		Time       time.Time `json:"time"`
-		Node       string    `json:"node"`
-		Type       string    `json:"type"`
-		Identity   string    `json:"identity"`
-		Session    string    `json:"session"`
-		Connection string    `json:"connection"`
-		Protocol   string    `json:"protocol"`
-		Client     string    `json:"client"`
-		Command    string    `json:"command"`
-		Ref        uint64    `json:"ref"`
-		Decision   string    `json:"decision"`
-		Rule       string    `json:"rule"`
-		Rows       *int64    `json:"rows"`
-		SQLState   string    `json:"sqlstate"`
-		Error      string    `json:"error"`
-		DurationUS int64     `json:"duration_us"`
-	}
+	var e storedEvent
 	if err := json.Unmarshal(body, &e); err != nil {
 		return nil, err
 	}

@@ -36,9 +36,12 @@ type TimelineEntry struct {
 	DurationUS int64 `json:"duration_us,omitempty"`
 }
 
-type sessionEvent struct {
+// storedEvent is an event read back from its canonical JSON.
+type storedEvent struct {
 	Seq        uint64    `json:"seq"`
+	Prev       string    `json:"prev"`
 	Time       time.Time `json:"time"`
+	Node       string    `json:"node"`
 	Type       string    `json:"type"`
 	Identity   string    `json:"identity"`
 	Session    string    `json:"session"`
@@ -59,7 +62,7 @@ type sessionEvent struct {
 func Sessions(bodies [][]byte) []SessionSummary {
 	byID := map[string]*SessionSummary{}
 	for _, b := range bodies {
-		var e sessionEvent
+		var e storedEvent
 		if json.Unmarshal(b, &e) != nil || e.Session == "" {
 			continue
 		}
@@ -97,7 +100,7 @@ func Timeline(bodies [][]byte, session string) []TimelineEntry {
 	var out []TimelineEntry
 	bySeq := map[uint64]int{} // command seq → index in out
 	for _, b := range bodies {
-		var e sessionEvent
+		var e storedEvent
 		if json.Unmarshal(b, &e) != nil || e.Session != session {
 			continue
 		}
