@@ -78,8 +78,10 @@ type Session struct {
 
 	// The rules in force and decisions kept per classification; rebuilt
 	// when the policy set changes.
+	loaded    bool
 	gen       uint64
 	rules     []*policy.Rule
+	fallback  Decision // the connection's default, when no rule applies
 	cacheable bool
 	decisions map[*sqlparse.Result]Decision
 	input     policy.Input
@@ -198,13 +200,14 @@ func (g *Gate) Decide(s *Session, c *Command) Decision {
 
 func (g *Gate) decide(s *Session, c *Command) Decision {
 	set := g.Policies()
-	if s.rules == nil || s.gen != set.Generation {
-		s.gen, s.rules = set.Generation, set.For(s.Connection)
+	if !s.loaded || s.gen != set.Generation {
+		s.loaded, s.gen, s.rules = true, set.Generation, set.For(s.Connection)
 		s.cacheable = policy.Cacheable(s.rules)
+		s.fallback = fromPolicy(policy.Evaluate(nil, &s.input, s.Connection.DefaultAction))
 		clear(s.decisions)
 	}
 	if len(s.rules) == 0 {
-		return fromPolicy(policy.Evaluate(nil, &policy.Input{Connection: s.input.Connection}, s.Connection.DefaultAction))
+		return s.fallback
 	}
 	cache := false
 	if c.Type == CommandQuery && c.SQL == nil {
