@@ -24,15 +24,7 @@ func (f Filter) Select(bodies [][]byte) [][]byte {
 	var out [][]byte
 	commands := map[uint64]bool{} // matching command events
 	for _, b := range bodies {
-		var e struct {
-			Seq        uint64    `json:"seq"`
-			Time       time.Time `json:"time"`
-			Type       string    `json:"type"`
-			Identity   string    `json:"identity"`
-			Connection string    `json:"connection"`
-			Session    string    `json:"session"`
-			Ref        uint64    `json:"ref"`
-		}
+		var e storedEvent
 		if json.Unmarshal(b, &e) != nil {
 			continue
 		}

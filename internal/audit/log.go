@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,11 +214,8 @@ func (l *Log) recover() []store.AuditEvent {
 			if seq <= l.seq {
 				continue
 			}
-			var head struct {
-				Seq  uint64 `json:"seq"`
-				Prev string `json:"prev"`
-			}
-			if seq != l.seq+1 || json.Unmarshal(body, &head) != nil || head.Seq != seq || head.Prev != fmt.Sprintf("%x", l.prev) {
+			var head eventHead
+			if seq != l.seq+1 || json.Unmarshal(body, &head) != nil || head.Seq != seq || head.Prev != hex.EncodeToString(l.prev[:]) {
 				return out
 			}
 			b := append([]byte(nil), body...)

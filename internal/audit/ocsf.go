@@ -2,6 +2,7 @@ package audit
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -63,7 +64,7 @@ func OCSF(body []byte) (map[string]any, error) {
 		"metadata": map[string]any{
 			"version":       "1.1.0",
 			"product":       map[string]any{"name": "Gatehouse", "vendor_name": "Gatehouse"},
-			"uid":           e.Node + "/" + itoa(e.Seq),
+			"uid":           e.Node + "/" + strconv.FormatUint(e.Seq, 10),
 			"original_time": e.Time.Format(time.RFC3339Nano),
 		},
 	}
@@ -102,11 +103,6 @@ func OCSF(body []byte) (map[string]any, error) {
 	}
 	out["unmapped"] = unmapped
 	return out, nil
-}
-
-func itoa(n uint64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }
 
 // hostOf drops the port of a host:port address.

@@ -460,17 +460,6 @@ func (s *sqlStore) LastAuditEvent(ctx context.Context, node string) (AuditEvent,
 	return events[len(events)-1], nil
 }
 
-func (s *sqlStore) AuditNodes(ctx context.Context) ([]string, error) {
-	rows, err := s.query(ctx, "SELECT DISTINCT node FROM audit_events ORDER BY node")
-	if err != nil {
-		return nil, fmt.Errorf("audit nodes: %w", err)
-	}
-	return collect(rows, func(row interface{ Scan(...any) error }) (string, error) {
-		var n string
-		return n, row.Scan(&n)
-	})
-}
-
 func (s *sqlStore) PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error {
 	_, err := s.exec(ctx, "INSERT INTO audit_checkpoints (node, size, note, frontier) VALUES (?, ?, ?, ?)", c.Node, int64(c.Size), c.Note, c.Frontier)
 	if err != nil {

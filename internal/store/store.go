@@ -93,7 +93,6 @@ type Store interface {
 	AuditEvents(ctx context.Context, node string, after uint64, limit int) ([]AuditEvent, error)
 	// LastAuditEvent returns ErrNotFound when the node has none.
 	LastAuditEvent(ctx context.Context, node string) (AuditEvent, error)
-	AuditNodes(ctx context.Context) ([]string, error)
 	PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
 	// AuditCheckpoints returns a node's checkpoints by size.
 	AuditCheckpoints(ctx context.Context, node string) ([]AuditCheckpoint, error)
