@@ -31,12 +31,17 @@ func (a *API) auditLog(r *http.Request) (node string, bodies [][]byte, checkpoin
 	if a.AuditFlush != nil {
 		a.AuditFlush()
 	}
-	node = r.URL.Query().Get("node")
-	if node == "" {
-		node = a.AuditNode
-	}
+	node = a.auditNode(r)
 	bodies, checkpoints, err = audit.ReadStore(r.Context(), a.Store, node)
 	return node, bodies, checkpoints, err
+}
+
+// auditNode is the node named by ?node=, or this gateway's.
+func (a *API) auditNode(r *http.Request) string {
+	if node := r.URL.Query().Get("node"); node != "" {
+		return node
+	}
+	return a.AuditNode
 }
 
 // auditLogAndKey is auditLog with the verifier of this gateway's key.
@@ -103,14 +108,10 @@ func (a *API) auditEvents(w http.ResponseWriter, r *http.Request, _ identity.Pri
 			return badRequest("limit must be a count")
 		}
 	}
-	node := q.Get("node")
-	if node == "" {
-		node = a.AuditNode
-	}
 	if a.AuditSync != nil {
 		a.AuditSync()
 	}
-	events, err := a.Store.AuditEvents(r.Context(), node, after, 0)
+	events, err := a.Store.AuditEvents(r.Context(), a.auditNode(r), after, 0)
 	if err != nil {
 		return err
 	}

@@ -20,11 +20,7 @@ func (a *API) sessionLog(r *http.Request) ([][]byte, error) {
 	if a.AuditSync != nil {
 		a.AuditSync()
 	}
-	node := r.URL.Query().Get("node")
-	if node == "" {
-		node = a.AuditNode
-	}
-	bodies, _, err := audit.ReadStore(r.Context(), a.Store, node)
+	bodies, _, err := audit.ReadStore(r.Context(), a.Store, a.auditNode(r))
 	return bodies, err
 }
 
