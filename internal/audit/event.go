@@ -30,6 +30,9 @@ const (
 	// the client sees it: rows, error, duration; ref names the command
 	// event.
 	TypeResult = "result"
+	// TypeRecording attests a closed chunk of a session's recording: its
+	// number and the SHA-256 of its stored bytes.
+	TypeRecording = "recording"
 	// TypeAdmin records a change through the API: apply, delete, token
 	// create and revoke; command says what.
 	TypeAdmin = "admin"
@@ -44,8 +47,10 @@ const (
 //	time        UTC with nanoseconds, when the event was appended
 //	node        gateway node that wrote it
 //	type        login.failed, session.open, session.close, admin, command (written
-//	            before the command is forwarded) or result (written before
-//	            the client sees the result)
+//	            before the command is forwarded), result (written before the
+//	            client sees the result of a command that failed or was
+//	            refused; every result is in the session's recording) or
+//	            recording (a closed recording chunk)
 //	identity    who acted ("" for a failed login)
 //	session     session id
 //	connection  connection name
@@ -56,10 +61,14 @@ const (
 //	            statement, the event of its Parse)
 //	decision    allow, block or review
 //	rule        rule that decided ("" for the default)
-//	rows        rows returned or affected
+//	rows        rows returned or affected (recording: by the statements that
+//	            finished in the chunk)
 //	sqlstate    error code of a failed command ("" on success)
 //	error       error message of a failed command or login
 //	duration_us duration in microseconds (commands: until the result; sessions: whole session)
+//	chunk       recording: the chunk's number in its session, from 1
+//	sha256      recording: SHA-256 (hex) of the chunk's stored bytes
+//	bytes       recording: the chunk's stored size
 type Event struct {
 	Seq        uint64
 	Prev       [32]byte
@@ -79,6 +88,9 @@ type Event struct {
 	SQLState   string
 	Error      string
 	Duration   time.Duration
+	Chunk      uint64
+	Digest     string
+	Bytes      int64
 }
 
 // AppendJSON appends e as one JSON object, without allocating.
@@ -106,7 +118,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	}
 	b = appendField(b, "decision", e.Decision)
 	b = appendField(b, "rule", e.Rule)
-	if e.Type == TypeResult {
+	if e.Type == TypeResult || e.Type == TypeRecording {
 		b = append(b, `,"rows":`...)
 		b = strconv.AppendInt(b, e.Rows, 10)
 	}
@@ -115,6 +127,13 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	if e.Duration > 0 {
 		b = append(b, `,"duration_us":`...)
 		b = strconv.AppendInt(b, e.Duration.Microseconds(), 10)
+	}
+	if e.Type == TypeRecording {
+		b = append(b, `,"chunk":`...)
+		b = strconv.AppendUint(b, e.Chunk, 10)
+		b = appendField(b, "sha256", e.Digest)
+		b = append(b, `,"bytes":`...)
+		b = strconv.AppendInt(b, e.Bytes, 10)
 	}
 	return append(b, '}')
 }

@@ -56,6 +56,9 @@ type storedEvent struct {
 	SQLState   string    `json:"sqlstate"`
 	Error      string    `json:"error"`
 	DurationUS int64     `json:"duration_us"`
+	Chunk      uint64    `json:"chunk"`
+	Digest     string    `json:"sha256"`
+	Bytes      int64     `json:"bytes"`
 }
 
 // Sessions summarises the sessions in a node's events, newest first.

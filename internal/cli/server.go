@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
 )
 
@@ -37,6 +38,12 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 			}
 			cfg.Log, cfg.Stdout, cfg.Version = log, cmd.OutOrStdout(), version()
 			cfg.MasterKey = os.Getenv("GATEHOUSE_MASTER_KEY")
+			if cfg.RecordingRows == 0 {
+				cfg.RecordingRows = -1 // the flag's 0 keeps none; the config's 0 is the default
+			}
+			if cfg.RecordingSessionBytes == 0 {
+				cfg.RecordingSessionBytes = -1
+			}
 			ctx := cmd.Context()
 			g, err := server.Start(ctx, cfg)
 			if err != nil {
@@ -60,6 +67,8 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve Go pprof profiles here (no authentication: use loopback)")
 	f.BoolVar(&cfg.UnsafeNoAudit, "unsafe-no-audit", false, "record nothing (only for measuring the audit log's cost)")
 	f.MarkHidden("unsafe-no-audit")
+	f.IntVar(&cfg.RecordingRows, "recording-rows", recording.DefaultRowsPerResult, "rows of each result kept in session recordings (0: none; the rest are counted)")
+	f.Int64Var(&cfg.RecordingSessionBytes, "recording-session-bytes", recording.DefaultSessionBytes, "row bytes kept in one session's recording (0: none; the rest are counted)")
 	f.StringVar(&cfg.Node, "node", "", "node name in audit events (default: the host name)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")
@@ -67,7 +76,7 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra host names for the dev server certificate")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
+	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "recording-rows", "recording-session-bytes", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
 		configFlag(f, name)
 	}
 	return cmd

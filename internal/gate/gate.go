@@ -14,6 +14,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/sqlparse"
 )
@@ -87,6 +88,10 @@ type Session struct {
 	input     policy.Input
 	// prepared holds the session's SQL-level prepared statements.
 	prepared sqlparse.Prepared
+
+	// Rec records the session; nil (which records nothing) when the
+	// gateway keeps no recordings or the session was refused.
+	Rec *recording.Recorder
 }
 
 // Auditor receives audit events; *audit.Log is one. Append returns the
@@ -102,6 +107,8 @@ type Gate struct {
 	Log   *slog.Logger
 	// Classifier classifies SQL; nil means one of ClassifierEntries.
 	Classifier *sqlparse.Classifier
+	// Recordings records the sessions allowed to open; nil records none.
+	Recordings *recording.Writer
 
 	classifierOnce sync.Once
 	policies       atomic.Pointer[policy.Set]
@@ -157,6 +164,10 @@ func (g *Gate) Connect(s *Session) Decision {
 	e := g.event(s, audit.TypeSessionOpen)
 	e.Decision, e.Rule, e.Error = string(d.Action), d.Rule, d.Message
 	g.Audit.Append(e)
+	if d.Action == Allow {
+		s.Rec = g.Recordings.Start(recording.Session{ID: s.ID, Identity: s.Identity.Name,
+			Connection: s.Connection.Name, Protocol: s.Protocol})
+	}
 	return d
 }
 
@@ -263,13 +274,19 @@ func (g *Gate) classifier() *sqlparse.Classifier {
 }
 
 // Done records the result of a decided command; call it before the client
-// sees the result.
+// sees the result. Every result goes into the session's recording; one of
+// a command that failed or was refused is also an audit event, so the
+// log alone shows every error and refusal.
 func (g *Gate) Done(s *Session, d Decision, r Result) {
-	// The command event (ref) names the identity and connection.
-	e := audit.Event{Type: audit.TypeResult, Session: s.ID, Ref: d.Event}
 	if d.Action != Allow && r.Error == "" {
 		r.Error = d.Message
 	}
+	s.Rec.Done(r.Rows, r.Duration, r.SQLState, r.Error)
+	if r.SQLState == "" && r.Error == "" {
+		return
+	}
+	// The command event (ref) names the identity and connection.
+	e := audit.Event{Type: audit.TypeResult, Session: s.ID, Ref: d.Event}
 	e.Rows, e.SQLState, e.Error, e.Duration = r.Rows, r.SQLState, r.Error, r.Duration
 	g.Audit.Append(e)
 }
@@ -278,6 +295,7 @@ func (g *Gate) Done(s *Session, d Decision, r Result) {
 func (g *Gate) Close(s *Session, reason string) {
 	e := g.event(s, audit.TypeSessionClose)
 	e.Error, e.Duration = reason, time.Since(s.Start)
+	s.Rec.Close()
 	g.Audit.Append(e)
 }
 

@@ -49,6 +49,12 @@ type Config struct {
 	// UnsafeNoAudit records nothing: it exists only to measure what the
 	// audit log costs (bench/pgbench.sh), and the gateway warns loudly.
 	UnsafeNoAudit bool
+	// RecordingRows caps the rows of one result a session recording keeps
+	// (0: recording.DefaultRowsPerResult; negative: none);
+	// RecordingSessionBytes caps the row bytes kept per session (0: the
+	// default; negative: none).
+	RecordingRows         int
+	RecordingSessionBytes int64
 	// Node names this gateway in audit events (default: the host name).
 	Node string
 	// MasterKey is a base64 master key given directly (for example from

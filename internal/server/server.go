@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/proto"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -33,8 +34,9 @@ type Gateway struct {
 	SigningKey ed25519.PrivateKey
 	TLS        *tls.Config
 
-	Audit *audit.Log
-	Gate  *gate.Gate
+	Audit      *audit.Log
+	Recordings *recording.Writer
+	Gate       *gate.Gate
 
 	policies    *policyLoader
 	apiListener net.Listener
@@ -114,6 +116,17 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.UnsafeNoAudit {
 		log.Warn("UNSAFE: --unsafe-no-audit: this gateway records nothing; use it only to measure the audit log's cost")
 		g.Gate.Audit = discardAudit{}
+	} else {
+		if g.Recordings, err = recording.NewWriter(recording.Options{Store: g.Store, Audit: g.Audit, Node: cfg.Node, Log: log,
+			RowsPerResult: cfg.RecordingRows, SessionBytes: cfg.RecordingSessionBytes}); err != nil {
+			return nil, err
+		}
+		g.Gate.Recordings = g.Recordings
+		defer func() {
+			if !ok {
+				g.Recordings.Close()
+			}
+		}()
 	}
 	loader := &policyLoader{g: g}
 	g.policies = loader
@@ -238,6 +251,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	err := g.apiServer.Shutdown(ctx)
 	g.engineCancel()
 	g.engineDone.Wait()
+	g.Recordings.Close() // its chunks' events go into the audit log
 	if aerr := g.Audit.Close(); err == nil {
 		err = aerr
 	}

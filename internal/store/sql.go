@@ -482,6 +482,50 @@ func (s *sqlStore) AuditCheckpoints(ctx context.Context, node string) ([]AuditCh
 	})
 }
 
+// Recordings.
+
+func (s *sqlStore) PutRecordingChunk(ctx context.Context, c RecordingChunk) error {
+	err := s.Tx(ctx, func(st Store) error {
+		tx := st.(*sqlStore)
+		var n int
+		if err := tx.queryRow(ctx, "SELECT count(*) FROM recording_chunks WHERE session = ? AND chunk = ?", c.Session, int64(c.Chunk)).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return ErrConflict
+		}
+		_, err := tx.exec(ctx, "INSERT INTO recording_chunks (session, chunk, node, created, body) VALUES (?, ?, ?, ?, ?)",
+			c.Session, int64(c.Chunk), c.Node, c.Created.UTC().Format(time.RFC3339Nano), c.Body)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("put recording chunk %s/%d: %w", c.Session, c.Chunk, err)
+	}
+	return nil
+}
+
+func (s *sqlStore) RecordingChunks(ctx context.Context, session string) ([]RecordingChunk, error) {
+	q, args := "SELECT session, chunk, node, created, body FROM recording_chunks ORDER BY session, chunk", []any(nil)
+	if session != "" {
+		q, args = "SELECT session, chunk, node, created, body FROM recording_chunks WHERE session = ? ORDER BY chunk", []any{session}
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("recording chunks: %w", err)
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (RecordingChunk, error) {
+		var c RecordingChunk
+		var n int64
+		var created string
+		err := row.Scan(&c.Session, &n, &c.Node, &created, &c.Body)
+		c.Chunk = uint64(n)
+		if err == nil {
+			c.Created, err = time.Parse(time.RFC3339Nano, created)
+		}
+		return c, err
+	})
+}
+
 // Tokens.
 
 func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {

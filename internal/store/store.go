@@ -61,6 +61,15 @@ type AuditCheckpoint struct {
 	Frontier []byte
 }
 
+// RecordingChunk is one closed, compressed chunk of a session recording.
+type RecordingChunk struct {
+	Session string
+	Chunk   uint64 // from 1, in order
+	Node    string // the node whose audit chain holds the chunk's hash
+	Created time.Time
+	Body    []byte
+}
+
 // Store is the persistence interface shared by every backend.
 type Store interface {
 	// Tx runs fn in one transaction: everything fn writes through the
@@ -96,6 +105,12 @@ type Store interface {
 	PutAuditCheckpoint(ctx context.Context, c AuditCheckpoint) error
 	// AuditCheckpoints returns a node's checkpoints by size.
 	AuditCheckpoints(ctx context.Context, node string) ([]AuditCheckpoint, error)
+
+	// PutRecordingChunk stores a chunk; storing one twice is a conflict.
+	PutRecordingChunk(ctx context.Context, c RecordingChunk) error
+	// RecordingChunks returns a session's chunks in order; with session
+	// "" it returns every session's.
+	RecordingChunks(ctx context.Context, session string) ([]RecordingChunk, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)

@@ -48,6 +48,7 @@ type session struct {
 	// Counting them takes no lock.
 	dataRows  int64
 	completed int
+	names     []byte // scratch for recording column names
 
 	// legacyStrings: the target's standard_conforming_strings is off.
 	legacyStrings atomic.Bool
@@ -233,6 +234,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		s.sent++
 		if d.Action != gate.Allow {
 			delete(s.stmts, string(name))
+			s.gs.Rec.Statement(sql, d.Event)
 			s.push(pendingCmd{kind: kindBlockedParse, text: sql, start: time.Now(), decision: d,
 				refusal: refusal(d), after: s.sent - 1})
 			return &substitute{with: pgwire.AppendParse(nil, name, blockedSQL)}
@@ -245,6 +247,11 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 		s.sent++
 		s.portals[string(portal)] = s.stmts[string(stmt)]
+		if s.gs.Rec != nil {
+			if v, ok := pgwire.BindValues(frame); ok {
+				s.gs.Rec.Params(v)
+			}
+		}
 	case pgwire.MsgDescribe:
 		s.sent++
 	case pgwire.MsgExecute:
@@ -254,6 +261,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 		s.sent++
 		st := s.portals[string(portal)]
+		s.gs.Rec.Statement(st.text, st.decision.Event)
 		s.push(pendingCmd{kind: kindExecute, text: st.text, decision: st.decision, start: time.Now()})
 	case pgwire.MsgSync:
 		s.sent = 0
@@ -269,10 +277,32 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		} else {
 			delete(s.portals, string(name))
 		}
+	case pgwire.MsgCopyData:
+		if s.gs.Rec != nil {
+			s.recordData(frame, whole, true)
+		}
 	case pgwire.MsgTerminate:
 		s.ended = "client terminated the session"
 	}
 	return nil
+}
+
+// recordData records a DataRow or CopyData message, fromClient telling
+// CopyData's direction; one seen only by its first piece is counted.
+func (s *session) recordData(frame []byte, whole, fromClient bool) {
+	rec := s.gs.Rec
+	switch {
+	case !whole:
+		if _, total, ok := pgwire.Header(frame); ok {
+			rec.Omit(total - pgwire.HeaderLen)
+		}
+	case frame[0] == pgwire.MsgDataRow:
+		rec.Row(frame[pgwire.HeaderLen:])
+	case fromClient:
+		rec.CopyIn(frame[pgwire.HeaderLen:])
+	default:
+		rec.CopyOut(frame[pgwire.HeaderLen:])
+	}
 }
 
 // simpleQuery judges a message answered by ReadyForQuery (Query,
@@ -280,6 +310,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 // the server fails.
 func (s *session) simpleQuery(text string) error {
 	d := s.decide(text)
+	s.gs.Rec.Statement(text, d.Event)
 	p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
 	if d.Action == gate.Allow {
 		s.push(p)
@@ -371,9 +402,25 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 	switch frame[0] {
 	case pgwire.MsgDataRow:
 		s.dataRows++
+		if s.gs.Rec != nil {
+			s.recordData(frame, whole, false)
+		}
 		return nil
-	case pgwire.MsgParseComplete, pgwire.MsgBindComplete, pgwire.MsgCloseComplete,
-		pgwire.MsgRowDescription, pgwire.MsgNoData:
+	case pgwire.MsgCopyData:
+		if s.gs.Rec != nil {
+			s.recordData(frame, whole, false)
+		}
+		return nil
+	case pgwire.MsgRowDescription:
+		s.completed++
+		if s.gs.Rec != nil {
+			var ok bool
+			if s.names, ok = pgwire.AppendColumnNames(s.names[:0], frame); ok {
+				s.gs.Rec.Columns(s.names)
+			}
+		}
+		return nil
+	case pgwire.MsgParseComplete, pgwire.MsgBindComplete, pgwire.MsgCloseComplete, pgwire.MsgNoData:
 		s.completed++
 		return nil
 	case pgwire.MsgParameterStatus:

@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RefusesPlaintextCredential", testRefusesPlaintext},
 		{"Policies", testPolicies},
 		{"Audit", testAudit},
+		{"Recordings", testRecordings},
 		{"Tokens", testTokens},
 		{"TxRollsBack", testTxRollsBack},
 		{"Meta", testMeta},
@@ -156,6 +157,31 @@ func testAudit(t *testing.T, s store.Store) {
 	cps, err := s.AuditCheckpoints(ctx, "n1")
 	if err != nil || len(cps) != 2 || cps[0].Size != 3 || !bytes.Equal(cps[1].Frontier, []byte{0, 1, 255}) {
 		t.Errorf("AuditCheckpoints = %+v, %v", cps, err)
+	}
+}
+
+func testRecordings(t *testing.T, s store.Store) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
+	for _, c := range []store.RecordingChunk{
+		{Session: "s2", Chunk: 1, Node: "n1", Created: at, Body: []byte{0x28, 0xb5, 0, 0xff}},
+		{Session: "s1", Chunk: 2, Node: "n1", Created: at, Body: []byte("two")},
+		{Session: "s1", Chunk: 1, Node: "n1", Created: at, Body: []byte("one")},
+	} {
+		if err := s.PutRecordingChunk(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.PutRecordingChunk(ctx, store.RecordingChunk{Session: "s1", Chunk: 2, Node: "n1", Created: at, Body: []byte("again")})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Errorf("storing chunk s1/2 twice = %v, want ErrConflict", err)
+	}
+	got, err := s.RecordingChunks(ctx, "s1")
+	if err != nil || len(got) != 2 || got[0].Chunk != 1 || string(got[1].Body) != "two" || !got[0].Created.Equal(at) {
+		t.Fatalf("RecordingChunks(s1) = %+v, %v", got, err)
+	}
+	all, err := s.RecordingChunks(ctx, "")
+	if err != nil || len(all) != 3 || !bytes.Equal(all[2].Body, []byte{0x28, 0xb5, 0, 0xff}) {
+		t.Errorf("RecordingChunks(all) = %+v, %v", all, err)
 	}
 }
 

@@ -115,6 +115,61 @@ func BindNames(frame []byte) (portal, statement []byte, err error) {
 	return portal, statement, nil
 }
 
+// BindValues returns the parameter values of a Bind frame in DataRow's
+// layout (an int16 count, then per value an int32 length, -1 for NULL, and
+// the bytes); ok is false for a malformed frame.
+func BindValues(frame []byte) (values []byte, ok bool) {
+	_, rest, ok := cbytes(frame[HeaderLen:])
+	if !ok {
+		return nil, false
+	}
+	if _, rest, ok = cbytes(rest); !ok || len(rest) < 2 {
+		return nil, false
+	}
+	skip := 2 + 2*int(binary.BigEndian.Uint16(rest))
+	if len(rest) < skip+2 {
+		return nil, false
+	}
+	rest = rest[skip:]
+	n, p := int(binary.BigEndian.Uint16(rest)), 2
+	for range n {
+		if len(rest) < p+4 {
+			return nil, false
+		}
+		l := int32(binary.BigEndian.Uint32(rest[p:]))
+		p += 4
+		if l > 0 {
+			if int(l) > len(rest)-p {
+				return nil, false
+			}
+			p += int(l)
+		}
+	}
+	return rest[:p], true
+}
+
+// AppendColumnNames appends the column names of a RowDescription frame in
+// DataRow's layout; ok is false for a malformed frame.
+func AppendColumnNames(b []byte, frame []byte) (_ []byte, ok bool) {
+	body := frame[HeaderLen:]
+	if len(body) < 2 {
+		return b, false
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	body = body[2:]
+	b = binary.BigEndian.AppendUint16(b, uint16(n))
+	for range n {
+		name, rest, ok := cbytes(body)
+		if !ok || len(rest) < 18 {
+			return b, false
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(name)))
+		b = append(b, name...)
+		body = rest[18:]
+	}
+	return b, true
+}
+
 // ExecutePortal returns the portal name of an Execute frame.
 func ExecutePortal(frame []byte) ([]byte, error) {
 	p, _, ok := cbytes(frame[HeaderLen:])

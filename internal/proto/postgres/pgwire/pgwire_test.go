@@ -86,6 +86,22 @@ func TestFields(t *testing.T) {
 	if err != nil || string(portal) != "p" || string(stmt) != "s1" {
 		t.Errorf("BindNames = %q %q %v", portal, stmt, err)
 	}
+	// Bind: portal, statement, two format codes, two values (one NULL),
+	// one result format code.
+	bind := frame('B', "p\x00s1\x00\x00\x02\x00\x00\x00\x01\x00\x02\x00\x00\x00\x02hi\xff\xff\xff\xff\x00\x01\x00\x00")
+	if v, ok := BindValues(bind); !ok || string(v) != "\x00\x02\x00\x00\x00\x02hi\xff\xff\xff\xff" {
+		t.Errorf("BindValues = %q, %v", v, ok)
+	}
+	if _, ok := BindValues(bind[:len(bind)-8]); ok {
+		t.Error("BindValues accepted a truncated value")
+	}
+	rd := frame('T', "\x00\x02id\x00"+strings.Repeat("\x00", 18)+"name\x00"+strings.Repeat("\x00", 18))
+	if names, ok := AppendColumnNames(nil, rd); !ok || string(names) != "\x00\x02\x00\x00\x00\x02id\x00\x00\x00\x04name" {
+		t.Errorf("AppendColumnNames = %q, %v", names, ok)
+	}
+	if _, ok := AppendColumnNames(nil, rd[:len(rd)-1]); ok {
+		t.Error("AppendColumnNames accepted a truncated field")
+	}
 	for tag, want := range map[string]int64{"SELECT 5": 5, "INSERT 0 3": 3, "UPDATE 12": 12, "BEGIN": -1, "COPY 100": 100} {
 		if got := CommandRows(frame('C', tag+"\x00")); got != want {
 			t.Errorf("CommandRows(%q) = %d, want %d", tag, got, want)
@@ -309,6 +325,8 @@ func FuzzFields(f *testing.F) {
 		QueryText(fr)
 		ParseFields(fr)
 		BindNames(fr)
+		BindValues(fr)
+		AppendColumnNames(nil, fr)
 		ExecutePortal(fr)
 		CloseTarget(fr)
 		PasswordText(fr)
