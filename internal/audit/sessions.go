@@ -34,6 +34,13 @@ type TimelineEntry struct {
 	Error    string    `json:"error,omitempty"`
 	// DurationUS is how long the statement took, in microseconds.
 	DurationUS int64 `json:"duration_us,omitempty"`
+	// From the session's recording: the parameters bound, the result's
+	// column names, the rows kept (a nil value is NULL) and how many more
+	// the caps left out.
+	Params      []*string   `json:"params,omitempty"`
+	Columns     []string    `json:"columns,omitempty"`
+	Result      [][]*string `json:"result,omitempty"`
+	NotRecorded int64       `json:"rows_not_recorded,omitempty"`
 }
 
 // storedEvent is an event read back from its canonical JSON.

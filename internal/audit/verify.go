@@ -51,8 +51,11 @@ type Report struct {
 	Checkpoints int    `json:"checkpoints"`
 	// Signed is the size of the last valid checkpoint; events after it are
 	// chained but not yet signed.
-	Signed  uint64   `json:"signed"`
-	Problem *Problem `json:"problem,omitempty"`
+	Signed uint64 `json:"signed"`
+	// Recordings counts the session recording chunks checked against the
+	// log's recording events (online verification only).
+	Recordings int      `json:"recording_chunks,omitempty"`
+	Problem    *Problem `json:"problem,omitempty"`
 }
 
 // OK reports a log with no problem.
@@ -65,6 +68,9 @@ func (r Report) String() string {
 	s := fmt.Sprintf("node %s: OK: %d events, %d checkpoints, signed through event %d", r.Node, r.Events, r.Checkpoints, r.Signed)
 	if r.Events > r.Signed {
 		s += fmt.Sprintf(" (%d newer events chained, awaiting the next checkpoint)", r.Events-r.Signed)
+	}
+	if r.Recordings > 0 {
+		s += fmt.Sprintf("; %d recording chunks match their events", r.Recordings)
 	}
 	return s
 }

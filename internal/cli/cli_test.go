@@ -318,7 +318,7 @@ func TestUsageAndOfflineCommands(t *testing.T) {
 	}
 	dir := t.TempDir()
 	code, out, errOut := runCLI("", "migrate", "--data-dir", dir)
-	if code != 0 || !strings.Contains(out, "applied migration 0001") || !strings.Contains(out, "applied migration 0003") || !strings.Contains(out, "sqlite store schema is at version 3") {
+	if code != 0 || !strings.Contains(out, "applied migration 0001") || !strings.Contains(out, "applied migration 0004") || !strings.Contains(out, "sqlite store schema is at version 4") {
 		t.Errorf("migrate = %d %q %q", code, out, errOut)
 	}
 	if code, out, _ = runCLI("", "migrate", "--data-dir", dir); code != 0 || strings.Contains(out, "applied") {

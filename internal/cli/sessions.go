@@ -126,6 +126,9 @@ func printSession(w io.Writer, d web.SessionDetail) {
 	s := d.Session
 	fmt.Fprintf(w, "session %s: %s on %s (%s from %s), started %s\n", s.ID, s.Identity, s.Connection, dash(s.Protocol), dash(s.Client),
 		s.Start.Local().Format(time.DateTime))
+	for _, p := range d.Recording.Problems {
+		fmt.Fprintf(w, "WARNING: %s; the timeline stops before it\n", p.Error())
+	}
 }
 
 // printStep prints one timeline entry at its offset from the start.
@@ -149,6 +152,47 @@ func printStep(w io.Writer, start time.Time, e audit.TimelineEntry) {
 		if e.DurationUS > 0 {
 			res += fmt.Sprintf(" in %.3f ms", float64(e.DurationUS)/1000)
 		}
-		fmt.Fprintf(w, "%s  %s\n%13s→ %s\n", at, strings.ReplaceAll(e.Text, "\n", " "), "", strings.TrimSpace(res))
+		fmt.Fprintf(w, "%s  %s\n", at, strings.ReplaceAll(e.Text, "\n", " "))
+		if len(e.Params) > 0 {
+			ps := make([]string, len(e.Params))
+			for i, p := range e.Params {
+				ps[i] = fmt.Sprintf("$%d=%s", i+1, quoteValue(p))
+			}
+			fmt.Fprintf(w, "%13sparameters: %s\n", "", strings.Join(ps, ", "))
+		}
+		fmt.Fprintf(w, "%13s→ %s\n", "", strings.TrimSpace(res))
+		printRows(w, e)
 	}
+}
+
+// printRows prints the rows a recording kept of a statement's result.
+func printRows(w io.Writer, e audit.TimelineEntry) {
+	if len(e.Columns) == 0 && len(e.Result) == 0 {
+		return
+	}
+	const indent = "               │ "
+	if len(e.Columns) > 0 {
+		fmt.Fprintf(w, "%s%s\n", indent, strings.Join(e.Columns, " | "))
+	}
+	for _, row := range e.Result {
+		vs := make([]string, len(row))
+		for i, v := range row {
+			if v == nil {
+				vs[i] = "NULL"
+			} else {
+				vs[i] = strings.ReplaceAll(*v, "\n", `\n`)
+			}
+		}
+		fmt.Fprintf(w, "%s%s\n", indent, strings.Join(vs, " | "))
+	}
+	if e.NotRecorded > 0 {
+		fmt.Fprintf(w, "%s(%d more not recorded)\n", indent, e.NotRecorded)
+	}
+}
+
+func quoteValue(v *string) string {
+	if v == nil {
+		return "NULL"
+	}
+	return "'" + strings.ReplaceAll(*v, "'", "''") + "'"
 }

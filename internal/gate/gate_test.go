@@ -110,15 +110,19 @@ func TestDecide(t *testing.T) {
 	}
 }
 
+// TestDoneRecordsResult: a failed command's result is an audit event; a
+// successful one's is only in the recording.
 func TestDoneRecordsResult(t *testing.T) {
 	a := &memAudit{}
 	g := &Gate{Audit: a}
-	s := &Session{ID: "s1", Identity: resource.Identity{Name: "alice"}, Connection: resource.Connection{Name: "db"}}
+	s := &Session{ID: "s1", Identity: resource.Identity{Name: "alice"}, Connection: resource.Connection{Name: "db", DefaultAction: resource.ActionAllow}}
+	ok := g.Decide(s, &Command{Type: CommandQuery, Text: "SELECT 1"})
+	g.Done(s, ok, Result{Rows: 1})
 	d := g.Decide(s, &Command{Type: CommandQuery, Text: "SELECT 1/0"})
 	g.Done(s, d, Result{SQLState: "22012", Error: "division by zero"})
 	g.Close(s, "client terminated the session")
-	if len(a.events) != 3 || a.events[0].Type != audit.TypeCommand || a.events[0].Command != "SELECT 1/0" || d.Event != 1 ||
-		a.events[1].Type != audit.TypeResult || a.events[1].Ref != 1 || a.events[1].SQLState != "22012" || a.events[2].Type != audit.TypeSessionClose {
+	if len(a.events) != 4 || a.events[1].Type != audit.TypeCommand || a.events[1].Command != "SELECT 1/0" || d.Event != 2 ||
+		a.events[2].Type != audit.TypeResult || a.events[2].Ref != 2 || a.events[2].SQLState != "22012" || a.events[3].Type != audit.TypeSessionClose {
 		t.Errorf("events %+v", a.events)
 	}
 }

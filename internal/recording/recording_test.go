@@ -68,7 +68,7 @@ func (f *fixture) finish(t *testing.T) ([]store.RecordingChunk, []Attestation) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return chunks, Attestations(bodies)
+	return chunks, Attestations(bodies, "")
 }
 
 func row(values ...string) []byte {

@@ -44,8 +44,9 @@ type Attestation struct {
 	Digest  string
 }
 
-// Attestations returns the recording events among a node's audit events.
-func Attestations(bodies [][]byte) []Attestation {
+// Attestations returns the recording events among a node's audit events:
+// of one session, or of all with session "".
+func Attestations(bodies [][]byte, session string) []Attestation {
 	var out []Attestation
 	for _, b := range bodies {
 		var e struct {
@@ -56,7 +57,7 @@ func Attestations(bodies [][]byte) []Attestation {
 			Chunk   uint64 `json:"chunk"`
 			Digest  string `json:"sha256"`
 		}
-		if json.Unmarshal(b, &e) != nil || e.Type != audit.TypeRecording {
+		if json.Unmarshal(b, &e) != nil || e.Type != audit.TypeRecording || (session != "" && e.Session != session) {
 			continue
 		}
 		out = append(out, Attestation{Node: e.Node, Seq: e.Seq, Session: e.Session, Chunk: e.Chunk, Digest: e.Digest})
@@ -214,4 +215,47 @@ func Statements(chunks []store.RecordingChunk) ([]Statement, error) {
 		}
 	}
 	return out, nil
+}
+
+// Timeline merges a session's recorded statements into its timeline from
+// the audit log: each recorded execution becomes a statement step with the
+// decision of the command event it refers to, its result and the rows
+// kept. Statements of the audit log with no recorded execution (a chunk
+// not closed yet, or lost) stay as the log has them.
+func Timeline(events []audit.TimelineEntry, stmts []Statement) []audit.TimelineEntry {
+	bySeq := map[uint64]int{}
+	for i, e := range events {
+		if e.Kind == "statement" {
+			if _, ok := bySeq[e.Seq]; !ok {
+				bySeq[e.Seq] = i
+			}
+		}
+	}
+	recorded := map[uint64]bool{}
+	out := make([]audit.TimelineEntry, 0, len(events)+len(stmts))
+	for _, s := range stmts {
+		recorded[s.Ref] = true
+		e := audit.TimelineEntry{Seq: s.Ref, Time: s.Time, Kind: "statement", Text: s.Text,
+			Params: s.Params, Columns: s.Columns, Result: s.Rows, NotRecorded: s.Omitted}
+		var base *audit.TimelineEntry
+		if i, ok := bySeq[s.Ref]; ok {
+			base = &events[i]
+			e.Decision, e.Rule = base.Decision, base.Rule
+		}
+		switch {
+		case s.Done:
+			rows := s.Result
+			e.Rows, e.SQLState, e.Error, e.DurationUS = &rows, s.SQLState, s.Error, s.Duration.Microseconds()
+		case base != nil:
+			e.Rows, e.SQLState, e.Error, e.DurationUS = base.Rows, base.SQLState, base.Error, base.DurationUS
+		}
+		out = append(out, e)
+	}
+	for _, e := range events {
+		if e.Kind != "statement" || !recorded[e.Seq] {
+			out = append(out, e)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Time.Before(out[j].Time) })
+	return out
 }

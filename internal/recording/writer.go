@@ -57,6 +57,9 @@ type job struct {
 	created time.Time
 	raw     []byte
 	rows    int64
+	// synced, when set, makes the job a barrier: closed once every
+	// chunk before it is stored.
+	synced chan struct{}
 }
 
 // Writer compresses, stores and attests the chunks of every session on a
@@ -169,6 +172,10 @@ func (w *Writer) run() {
 	defer close(w.done)
 	var body []byte
 	for j := range w.jobs {
+		if j.synced != nil {
+			close(j.synced)
+			continue
+		}
 		body = w.enc.EncodeAll(j.raw, body[:0])
 		w.store(j, body)
 		raw := j.raw[:0]
@@ -197,6 +204,22 @@ func (w *Writer) store(j job, body []byte) {
 	w.opts.Audit.Append(audit.Event{Type: audit.TypeRecording, Identity: j.sess.Identity, Session: j.sess.ID,
 		Connection: j.sess.Connection, Protocol: j.sess.Protocol, Rows: j.rows,
 		Chunk: j.chunk, Digest: hex.EncodeToString(sum[:]), Bytes: int64(len(body))})
+}
+
+// Sync waits until every chunk closed so far is stored and attested.
+func (w *Writer) Sync() {
+	if w == nil {
+		return
+	}
+	done := make(chan struct{})
+	w.mu.Lock()
+	if w.closed { // Close stores everything itself
+		w.mu.Unlock()
+		return
+	}
+	w.submit(job{synced: done}) // under w.mu, so the queue is still open
+	w.mu.Unlock()
+	<-done
 }
 
 // Close closes the chunks of sessions still open, then waits until every

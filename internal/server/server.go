@@ -146,6 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		AuditKey:        g.SigningKey.Public().(ed25519.PublicKey),
 		AuditFlush:      g.Audit.Checkpoint,
 		AuditSync:       g.Audit.Sync,
+		RecordingSync:   g.Recordings.Sync,
 		Audit:           g.Audit.Append,
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {

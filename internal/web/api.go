@@ -45,6 +45,9 @@ type API struct {
 	AuditFlush func()
 	// AuditSync waits until appended events are in the store.
 	AuditSync func()
+	// RecordingSync waits until closed recording chunks are in the store
+	// and attested.
+	RecordingSync func()
 	// Audit records administrative changes (nil: not recorded).
 	Audit func(audit.Event) uint64
 }

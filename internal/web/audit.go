@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 )
 
 // auditChange records an administrative change in the audit log.
@@ -56,11 +57,30 @@ func (a *API) auditLogAndKey(r *http.Request) (string, [][]byte, []string, note.
 
 // auditVerify verifies a node's log as stored, with this gateway's key.
 func (a *API) auditVerify(w http.ResponseWriter, r *http.Request, _ identity.Principal) error {
+	if a.RecordingSync != nil {
+		a.RecordingSync() // chunks closed so far are attested
+	}
 	node, bodies, cps, v, err := a.auditLogAndKey(r)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, audit.Verify(node, bodies, cps, v))
+	rep := audit.Verify(node, bodies, cps, v)
+	if rep.OK() {
+		// The log holds the recordings' digests: check the chunks too.
+		chunks, err := a.Store.RecordingChunks(r.Context(), "")
+		if err != nil {
+			return err
+		}
+		for _, c := range chunks {
+			if c.Node == node {
+				rep.Recordings++
+			}
+		}
+		if p := recording.Check(node, chunks, recording.Attestations(bodies, "")); len(p) > 0 {
+			rep.Problem = &audit.Problem{Kind: "recording", Detail: p[0].Error()}
+		}
+	}
+	return writeJSON(w, http.StatusOK, rep)
 }
 
 // auditExport streams a node's log as JSON lines: events, then signed

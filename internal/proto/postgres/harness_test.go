@@ -17,7 +17,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
@@ -221,6 +224,57 @@ func (e *env) auditEvents(t *testing.T) []map[string]any {
 		out = append(out, m)
 	}
 	return out
+}
+
+// cli runs the gatehouse CLI against the gateway as its admin.
+func (e *env) cli(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	admin, err := os.ReadFile(filepath.Join(e.dataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	args = append(args, "--server", "https://"+e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem"), "--token", strings.TrimSpace(string(admin)))
+	code := cli.Run(context.Background(), args, nil, &out, &out)
+	return code, out.String()
+}
+
+// waitClosed waits until the gateway has recorded the session's end.
+func (e *env) waitClosed(t *testing.T, session string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, ev := range e.auditEvents(t) {
+			if ev["type"] == "session.close" && ev["session"] == session {
+				return
+			}
+		}
+	}
+	t.Fatalf("session %s did not end within 5 s", session)
+}
+
+// recorded returns a session's recorded statements once its closed chunks
+// are stored, after checking them against the audit log.
+func (e *env) recorded(t *testing.T, session string) []recording.Statement {
+	t.Helper()
+	e.waitClosed(t, session)
+	e.gw.Recordings.Sync()
+	e.gw.Audit.Sync()
+	chunks, err := e.gw.Store.RecordingChunks(context.Background(), session)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies, _, err := audit.ReadStore(context.Background(), e.gw.Store, e.gw.Audit.Node())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := recording.Check(e.gw.Audit.Node(), chunks, recording.Attestations(bodies, session)); len(p) > 0 {
+		t.Fatalf("recording of session %s: %v", session, p)
+	}
+	stmts, err := recording.Statements(chunks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stmts
 }
 
 // relay is a TCP relay to upstream for tests: it keeps every byte the

@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
+	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -22,7 +22,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
-	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
@@ -468,6 +467,8 @@ func TestAuditRecordsStatements(t *testing.T) {
 	c.Exec(ctx, "SELECT $1::text, '"+marker+"x' FROM generate_series(1,2)", pgx.QueryExecModeExec, "p")
 	c.Exec(ctx, "SELECT 1/0, '"+marker+"y'")
 	var found int
+	var session string
+	refs := map[float64]string{}
 	for _, ev := range e.auditEvents(t) {
 		cmd, _ := ev["command"].(string)
 		if ev["type"] != "command" || !strings.Contains(cmd, marker) {
@@ -478,27 +479,53 @@ func TestAuditRecordsStatements(t *testing.T) {
 			t.Errorf("event %v lacks identity/connection/session/decision", ev)
 		}
 		res, _ := ev["result"].(map[string]any)
-		if res == nil || res["seq"].(float64) <= ev["seq"].(float64) {
-			t.Errorf("command event %v has no later result event", ev)
+		failed := strings.Contains(cmd, marker+"y")
+		switch {
+		case failed && (res == nil || res["seq"].(float64) <= ev["seq"].(float64) || res["sqlstate"] != "22012"):
+			t.Errorf("failed statement's result event %v; want a later one with sqlstate 22012", res)
+		case !failed && res != nil:
+			t.Errorf("successful statement %q has a result event %v; its result belongs in the recording", cmd, res)
+		}
+		session, _ = ev["session"].(string)
+		refs[ev["seq"].(float64)] = cmd
+	}
+	c.Close(ctx)
+	// Every result is in the session's recording, with the rows the
+	// client received.
+	want := map[string]struct {
+		rows   int64
+		params string
+		state  string
+	}{marker: {rows: 3}, marker + "x": {rows: 2, params: "p"}, marker + "y": {state: "22012"}}
+	seen := 0
+	for _, st := range e.recorded(t, session) {
+		if !strings.Contains(st.Text, marker) {
 			continue
 		}
-		switch {
-		case strings.Contains(cmd, marker+"y"):
-			if res["sqlstate"] != "22012" {
-				t.Errorf("failed statement's result %v; want sqlstate 22012", res)
-			}
-		case strings.Contains(cmd, marker+"x"):
-			if res["rows"] != float64(2) {
-				t.Errorf("extended statement's result %v; want rows 2", res)
-			}
-		default:
-			if res["rows"] != float64(3) {
-				t.Errorf("simple statement's result %v; want rows 3", res)
+		seen++
+		if refs[float64(st.Ref)] != st.Text {
+			t.Errorf("recorded statement %q refers to audit event %d, which is %q", st.Text, st.Ref, refs[float64(st.Ref)])
+		}
+		key := marker
+		for _, k := range []string{marker + "x", marker + "y"} {
+			if strings.Contains(st.Text, k) {
+				key = k
 			}
 		}
-		if _, ok := res["duration_us"]; !ok && res["sqlstate"] == nil {
-			t.Errorf("result %v has no duration", res)
+		w := want[key]
+		if !st.Done || st.Result != w.rows || st.SQLState != w.state || int64(len(st.Rows)) != w.rows || (w.rows > 0 && st.Duration <= 0) {
+			t.Errorf("recorded %q: done %v, %d rows (%d kept), sqlstate %q, %v; want %d rows, sqlstate %q",
+				st.Text, st.Done, st.Result, len(st.Rows), st.SQLState, st.Duration, w.rows, w.state)
 		}
+		if w.params != "" && (len(st.Params) != 1 || st.Params[0] == nil || *st.Params[0] != w.params) {
+			t.Errorf("recorded %q with parameters %v, want [%s]", st.Text, st.Params, w.params)
+		}
+		if w.rows > 0 && (len(st.Columns) == 0 || st.Rows[0][len(st.Rows[0])-1] == nil || !strings.HasPrefix(*st.Rows[0][len(st.Rows[0])-1], marker)) {
+			t.Errorf("recorded %q: columns %v, first row %v; want the marker", st.Text, st.Columns, st.Rows[0])
+		}
+	}
+	if seen != 3 {
+		t.Errorf("recording holds %d of the 3 marker statements", seen)
 	}
 	if found != 3 {
 		t.Errorf("found %d command events for the marker, want 3", found)
@@ -599,8 +626,9 @@ func TestLostTargetIsReported(t *testing.T) {
 	}
 }
 
-// TestSessionsReplay replays a real session from the audit log with the
-// CLI: its statements, their results and refusals, in order.
+// TestSessionsReplay replays a real session from the audit log and its
+// recording with the CLI: its statements, their results, the rows the
+// client received, and refusals, in order.
 func TestSessionsReplay(t *testing.T) {
 	e := sharedEnv(t)
 	c := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
@@ -617,17 +645,13 @@ func TestSessionsReplay(t *testing.T) {
 	if session == "" {
 		t.Fatal("no command event for the marker")
 	}
-	admin, err := os.ReadFile(filepath.Join(e.dataDir, "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.waitClosed(t, session)
 	run := func(args ...string) string {
-		var out strings.Builder
-		args = append(args, "--server", "https://"+e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem"), "--token", strings.TrimSpace(string(admin)))
-		if code := cli.Run(ctx, args, nil, &out, &out); code != 0 {
-			t.Fatalf("gatehouse %v = %d: %s", args, code, out.String())
+		code, out := e.cli(t, args...)
+		if code != 0 {
+			t.Fatalf("gatehouse %v = %d: %s", args, code, out)
 		}
-		return out.String()
+		return out
 	}
 	if out := run("sessions", "list"); !strings.Contains(out, session) || !strings.Contains(out, "alice") {
 		t.Errorf("sessions list lacks %s:\n%s", session, out)
@@ -635,9 +659,60 @@ func TestSessionsReplay(t *testing.T) {
 	for _, verb := range [][]string{{"sessions", "show", session}, {"sessions", "replay", session, "--no-wait"}} {
 		out := run(verb...)
 		i1, i2 := strings.Index(out, "FROM generate_series(1,2)"), strings.Index(out, "SELECT 1/0")
-		if i1 < 0 || i2 < i1 || !strings.Contains(out, "→ 2 rows") || !strings.Contains(out, "error 22012") ||
+		// The rows the client received come from the recording.
+		snapshot := "│ ?column?\n               │ " + marker + "\n               │ " + marker + "\n"
+		if i1 < 0 || i2 < i1 || !strings.Contains(out, "→ 2 rows") || !strings.Contains(out, snapshot) || !strings.Contains(out, "error 22012") ||
 			!strings.Contains(out, "closed: client terminated the session") {
 			t.Errorf("%v:\n%s", verb, out)
 		}
+	}
+}
+
+// TestRecordingTamperIsNamed changes a stored recording chunk: audit verify
+// names the chunk, and the session's replay warns and stops before it.
+func TestRecordingTamperIsNamed(t *testing.T) {
+	e := sharedEnv(t)
+	c := e.connect(t, e.dsn(e.alice, "appdb", "disable"))
+	marker := fmt.Sprintf("tamper_marker_%d", time.Now().UnixNano())
+	if _, err := c.Exec(ctx, "SELECT '"+marker+"'"); err != nil {
+		t.Fatal(err)
+	}
+	var session string
+	for _, ev := range e.auditEvents(t) {
+		if cmd, _ := ev["command"].(string); strings.Contains(cmd, marker) {
+			session, _ = ev["session"].(string)
+		}
+	}
+	c.Close(ctx)
+	if len(e.recorded(t, session)) != 1 {
+		t.Fatal("the session's recording does not hold its statement")
+	}
+	if code, out := e.cli(t, "audit", "verify"); code != 0 || !strings.Contains(out, "recording chunks match their events") {
+		t.Fatalf("audit verify before tampering = %d:\n%s", code, out)
+	}
+
+	db, err := sql.Open("sqlite", filepath.Join(e.dataDir, store.DefaultSQLiteFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var body []byte
+	if err := db.QueryRow("SELECT body FROM recording_chunks WHERE session = ? AND chunk = 1", session).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	edited := append([]byte(nil), body...)
+	edited[len(edited)/2] ^= 0x20
+	if _, err := db.Exec("UPDATE recording_chunks SET body = ? WHERE session = ? AND chunk = 1", edited, session); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Exec("UPDATE recording_chunks SET body = ? WHERE session = ? AND chunk = 1", body, session)
+
+	want := "recording chunk 1 of session " + session + ": modified"
+	if code, out := e.cli(t, "audit", "verify"); code == 0 || !strings.Contains(out, want) {
+		t.Errorf("audit verify after tampering = %d:\n%s\nwant a failure naming %q", code, out, want)
+	}
+	code, out := e.cli(t, "sessions", "show", session)
+	if code != 0 || !strings.Contains(out, "WARNING: "+want) || strings.Contains(out, marker+"\n               │") {
+		t.Errorf("sessions show of a tampered recording = %d:\n%s\nwant a warning and no recorded rows", code, out)
 	}
 }
