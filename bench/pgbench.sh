@@ -12,7 +12,8 @@
 # regular expression over scenario names), PATHS (the paths compared,
 # "direct pgbouncer gatehouse gh-policy"; add "floor" for bench/relayfloor,
 # the cheapest possible relay, and "gh-noaudit" for a gateway that records
-# nothing, to measure the audit log's cost), OUT (report file).
+# nothing, to measure what the audit log and recordings cost), OUT (report
+# file).
 # Everything binds 127.0.0.1; all servers stop when the script ends.
 set -euo pipefail
 
@@ -157,9 +158,9 @@ done
   echo "- machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)"
   echo "- PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}'), pgbouncer $(pgbouncer --version | head -1 | awk '{print $2}'), gatehouse $(cd "$ROOT" && git rev-parse --short HEAD)"
   echo "- scale $SCALE, $ROUNDS interleaved rounds of ${DURATION}s; client, proxies and server share the machine"
-  echo "- gatehouse writes its audit log (two chained events per statement); no TLS on any path (loopback)"
+  echo "- gatehouse writes its audit log (a chained event per statement, one more per failure) and records every session (statements, results, up to 100 rows per result); no TLS on any path (loopback)"
   [[ " $PATHS " == *" gh-policy "* ]] && echo "- gh-policy: gatehouse through a connection under the postgres-production preset"
-  [[ " $PATHS " == *" gh-noaudit "* ]] && echo "- gh-noaudit: a second gatehouse started with --unsafe-no-audit (records nothing)"
+  [[ " $PATHS " == *" gh-noaudit "* ]] && echo "- gh-noaudit: a second gatehouse started with --unsafe-no-audit (no audit log, no recordings)"
   [[ " $PATHS " == *" floor "* ]] && echo "- floor: bench/relayfloor, the cheapest relay (no parsing, audit or policy)"
   echo
   echo "Medians over rounds. cpu = the proxy process's user+system CPU per transaction. RSS = peak resident memory."
