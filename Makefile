@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzChunker ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzClassify ./internal/sqlparse
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzStatements ./internal/recording
 
 clean:
 	rm -rf bin

@@ -105,9 +105,12 @@ func (j *journal) append(seq uint64, body []byte) {
 	j.last = seq
 }
 
-// sync flushes the mapping to disk (power-loss durability).
-func (j *journal) sync() error {
-	if err := unix.Msync(j.mem, unix.MS_SYNC); err != nil {
+// sync flushes the mapping's first end bytes, which hold its records, to
+// disk (power-loss durability); the rest holds nothing current.
+func (j *journal) sync(end int) error {
+	page := os.Getpagesize()
+	end = min((end+page-1)/page*page, len(j.mem))
+	if err := unix.Msync(j.mem[:end], unix.MS_SYNC); err != nil {
 		return fmt.Errorf("audit journal: msync: %w", err)
 	}
 	return nil

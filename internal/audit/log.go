@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -45,10 +46,10 @@ type Options struct {
 
 // DefaultFlushInterval bounds how long an appended event waits before it
 // moves from the journal to the store.
-const DefaultFlushInterval = 100 * time.Millisecond
+const DefaultFlushInterval = 250 * time.Millisecond
 
 const (
-	flushBytes   = 256 << 10 // move to the store sooner past this much
+	flushBytes   = 1 << 20 // move to the store sooner past this much
 	syncInterval = time.Second
 )
 
@@ -84,12 +85,44 @@ type Log struct {
 	leaseAt time.Time // last renewal (owned by the store goroutine after Open)
 
 	// Owned by the store goroutine.
+	leaves     leafHasher
 	tree       *compact.Range
 	checkpoint uint64 // size of the last checkpoint
 	lastCP     time.Time
 }
 
 var rangeFactory = &compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
+
+// appendFactory builds the writer's tree with hashChildren, which allocates
+// only its result; verification keeps the library's hasher, so the two
+// check each other.
+var appendFactory = &compact.RangeFactory{Hash: hashChildren}
+
+// hashChildren is RFC 6962's interior node hash, SHA-256(0x01 || l || r).
+func hashChildren(l, r []byte) []byte {
+	var in [1 + 2*sha256.Size]byte
+	in[0] = 1
+	copy(in[1:], l)
+	copy(in[1+sha256.Size:], r)
+	h := sha256.Sum256(in[:])
+	return h[:]
+}
+
+// leafHasher computes RFC 6962 leaf hashes, SHA-256(0x00 || body), reusing
+// one digest.
+type leafHasher struct{ h hash.Hash }
+
+var leafPrefix = []byte{0}
+
+func (lh *leafHasher) hash(body []byte) []byte {
+	if lh.h == nil {
+		lh.h = sha256.New()
+	}
+	lh.h.Reset()
+	lh.h.Write(leafPrefix)
+	lh.h.Write(body)
+	return lh.h.Sum(make([]byte, 0, sha256.Size))
+}
 
 // Open opens the node's log: it resumes the chain and the Merkle tree from
 // the store, moves any events the journal holds beyond the store (a crash
@@ -150,10 +183,10 @@ func (l *Log) resume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
-	l.tree = rangeFactory.NewEmptyRange(0)
+	l.tree = appendFactory.NewEmptyRange(0)
 	if len(cps) > 0 {
 		cp := cps[len(cps)-1]
-		if l.tree, err = rangeFactory.NewRange(0, cp.Size, splitHashes(cp.Frontier)); err != nil {
+		if l.tree, err = appendFactory.NewRange(0, cp.Size, splitHashes(cp.Frontier)); err != nil {
 			return fmt.Errorf("audit log: checkpoint %d frontier: %w", cp.Size, err)
 		}
 		l.checkpoint = cp.Size
@@ -163,7 +196,7 @@ func (l *Log) resume(ctx context.Context) error {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	for _, e := range events {
-		if err := l.tree.Append(rfc6962.DefaultHasher.HashLeaf(e.Body), nil); err != nil {
+		if err := l.tree.Append(l.leaves.hash(e.Body), nil); err != nil {
 			return fmt.Errorf("audit log: %w", err)
 		}
 	}
@@ -175,14 +208,14 @@ func (l *Log) resume(ctx context.Context) error {
 			return fmt.Errorf("audit log: store recovered events: %w", err)
 		}
 		for _, e := range recovered {
-			l.tree.Append(rfc6962.DefaultHasher.HashLeaf(e.Body), nil)
+			l.tree.Append(l.leaves.hash(e.Body), nil)
 		}
 		l.log.Warn("audit log recovered events from the journal", "node", node, "events", len(recovered), "last_seq", l.seq)
 	}
 	l.stored = l.seq
 	for _, j := range l.journals {
 		j.reset(l.seq + 1)
-		if err := j.sync(); err != nil {
+		if err := j.sync(len(j.mem)); err != nil {
 			return err
 		}
 	}
@@ -333,8 +366,14 @@ func (l *Log) run() {
 		}
 		l.keepLease(ctx)
 		if closed || time.Since(lastSync) >= syncInterval {
-			for _, j := range l.journals {
-				if err := j.sync(); err != nil {
+			var ends [2]int
+			l.mu.Lock()
+			for i, j := range l.journals {
+				ends[i] = j.off + 8 // the last record and the end marker after it
+			}
+			l.mu.Unlock()
+			for i, j := range l.journals {
+				if err := j.sync(ends[i]); err != nil {
 					l.log.Error("audit journal sync failed", "err", err)
 				}
 			}
@@ -372,7 +411,7 @@ func (l *Log) store(ctx context.Context, batch []byte, ends []int, first uint64,
 		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second))
 	}
 	for _, e := range events {
-		l.tree.Append(rfc6962.DefaultHasher.HashLeaf(e.Body), nil)
+		l.tree.Append(l.leaves.hash(e.Body), nil)
 	}
 	l.mu.Lock()
 	l.stored = events[len(events)-1].Seq

@@ -24,11 +24,11 @@ type Recorder struct {
 	sess Session
 
 	mu     sync.Mutex
-	buf    []byte    // the open chunk's records; nil when none is open
-	opened time.Time // when the open chunk began
-	last   time.Time // time of the previous record
-	chunk  uint64    // number of the open (or last) chunk
-	rows   int64     // rows of the statements finished in the open chunk
+	buf    []byte        // the open chunk's records; nil when none is open
+	opened time.Time     // when the open chunk began
+	last   time.Duration // time of the previous record, since opened
+	chunk  uint64        // number of the open (or last) chunk
+	rows   int64         // rows of the statements finished in the open chunk
 	// Caps: rows kept in the current result, row bytes kept in the
 	// session, and what went unkept since the last result.
 	resultRows          int
@@ -159,18 +159,21 @@ func (r *Recorder) head(kind byte, n int) ([]byte, bool) {
 	if r.closed {
 		return nil, false
 	}
-	now := time.Now()
 	if r.buf == nil {
-		r.open(now)
+		r.open()
 	}
-	b := appendHead(r.buf, kind, now.Sub(r.last), n)
+	// The monotonic clock alone: cheaper than the wall clock time.Now
+	// also reads.
+	now := time.Since(r.opened)
+	b := appendHead(r.buf, kind, now-r.last, n)
 	r.last = now
 	return b, true
 }
 
-func (r *Recorder) open(now time.Time) {
+func (r *Recorder) open() {
+	now := time.Now()
 	r.chunk++
-	r.opened, r.last, r.rows = now, now, 0
+	r.opened, r.last, r.rows = now, 0, 0
 	h, _ := json.Marshal(header{Session: r.sess.ID, Chunk: r.chunk, Start: now.UTC(), Node: r.w.opts.Node,
 		Protocol: r.sess.Protocol, Identity: r.sess.Identity, Connection: r.sess.Connection})
 	b := appendHead(r.w.buffer(), kindHeader, 0, len(h))

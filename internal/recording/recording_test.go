@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -238,4 +240,28 @@ func BenchmarkRecordStatement(b *testing.B) {
 	}
 	r.Close()
 	f.w.Close()
+}
+
+// FuzzStatements: whatever bytes a stored chunk holds (a tampered store,
+// say), decoding returns statements or an error, never a panic.
+func FuzzStatements(f *testing.F) {
+	var seed []byte
+	seed = appendHead(seed, kindHeader, 0, len(`{"session":"s","chunk":1}`))
+	seed = append(seed, `{"session":"s","chunk":1}`...)
+	seed = appendHead(seed, kindStatement, 5, 9)
+	seed = append(seed, 1, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1')
+	r := row("1", "NULL")
+	seed = appendHead(seed, kindRow, 7, len(r))
+	seed = append(seed, r...)
+	seed = appendHead(seed, kindDone, 9, 6)
+	seed = append(seed, 1, 100, 0, 0, 0, 0)
+	f.Add(seed)
+	f.Add([]byte("H\x00\x02{}"))
+	enc, _ := zstd.NewWriter(nil)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		decode(raw)
+		body := enc.EncodeAll(raw, nil)
+		Statements([]store.RecordingChunk{{Session: "s", Chunk: 1, Body: body}})
+		Statements([]store.RecordingChunk{{Session: "s", Chunk: 1, Body: raw}})
+	})
 }

@@ -138,7 +138,8 @@ func (w *Writer) buffer() []byte {
 	if b, ok := w.pool.Get().(*[]byte); ok {
 		return (*b)[:0]
 	}
-	return make([]byte, 0, w.opts.ChunkBytes+w.opts.ChunkBytes/4)
+	// Small at first: most sessions are short or idle, and append grows it.
+	return make([]byte, 0, 2048)
 }
 
 func (w *Writer) submit(j job) { w.jobs <- j }

@@ -388,17 +388,21 @@ func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) e
 		}
 		// Runs of up to auditRunBytes per row.
 		for len(events) > 0 {
-			var body []byte
-			n := 0
-			for n < len(events) && (n == 0 || len(body)+len(events[n].Body) < auditRunBytes) {
-				if n > 0 {
-					body = append(body, '\n')
-				}
-				body = append(body, events[n].Body...)
+			n, size := 0, -1
+			for n < len(events) && (n == 0 || size+1+len(events[n].Body) < auditRunBytes) {
+				size += 1 + len(events[n].Body)
 				n++
 			}
+			var body strings.Builder // one allocation of the run's size, no copy after
+			body.Grow(size)
+			for i, e := range events[:n] {
+				if i > 0 {
+					body.WriteByte('\n')
+				}
+				body.Write(e.Body)
+			}
 			if _, err := tx.exec(ctx, "INSERT INTO audit_events (node, seq, last_seq, body) VALUES (?, ?, ?, ?)",
-				node, int64(events[0].Seq), int64(events[n-1].Seq), string(body)); err != nil {
+				node, int64(events[0].Seq), int64(events[n-1].Seq), body.String()); err != nil {
 				return fmt.Errorf("append audit events %s/%d…%d: %w", node, events[0].Seq, events[n-1].Seq, err)
 			}
 			events = events[n:]
