@@ -265,3 +265,59 @@ func FuzzStatements(f *testing.F) {
 		Statements([]store.RecordingChunk{{Session: "s", Chunk: 1, Body: raw}})
 	})
 }
+
+// TestChunkStoredBeforeACrashIsAttestedAtRestart: a chunk stored without
+// its event (the gateway stopped between the two) is attested by the next
+// writer, marked as late; one whose event made it is only marked.
+func TestChunkStoredBeforeACrashIsAttestedAtRestart(t *testing.T) {
+	f := newFixture(t, Options{})
+	r := f.w.Start(Session{ID: "s1"})
+	r.Statement("SELECT 1", 1)
+	r.Close()
+	f.w.Sync()
+	// Stand-ins for the crash: a chunk whose event was lost, and one whose
+	// event made it but whose mark did not.
+	lost := store.RecordingChunk{Session: "s2", Chunk: 1, Node: "n1", Created: time.Now(), Body: []byte("lost event")}
+	unmarked := store.RecordingChunk{Session: "s3", Chunk: 1, Node: "n1", Created: time.Now(), Body: []byte("unmarked")}
+	for _, c := range []store.RecordingChunk{lost, unmarked} {
+		if err := f.st.PutRecordingChunk(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.log.Append(audit.Event{Type: audit.TypeRecording, Session: "s3", Chunk: 1, Digest: "sha of unmarked"})
+	f.w.Close()
+	f.log.Sync() // a restart stores the journal's events before the writer starts
+
+	w2, err := NewWriter(Options{Store: f.st, Audit: f.log, Node: "n1", Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2.Close()
+	f.log.Sync()
+	if left, err := f.st.UnattestedRecordingChunks(ctx, "n1"); err != nil || len(left) != 0 {
+		t.Fatalf("after restart, unattested chunks %+v, %v", left, err)
+	}
+	bodies, _, err := audit.ReadStore(ctx, f.st, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var late, s3 int
+	for _, b := range bodies {
+		if strings.Contains(string(b), `"session":"s2"`) && strings.Contains(string(b), lateAttestation) {
+			late++
+		}
+		if strings.Contains(string(b), `"session":"s3"`) {
+			s3++
+		}
+	}
+	if late != 1 || s3 != 1 {
+		t.Errorf("%d late attestations of s2 (want 1), %d events of s3 (want 1, not attested again)", late, s3)
+	}
+	chunks, err := f.st.RecordingChunks(ctx, "s2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := Check("n1", chunks, Attestations(bodies, "s2")); len(p) != 0 {
+		t.Errorf("the late-attested chunk does not check: %v", p)
+	}
+}

@@ -107,6 +107,9 @@ func NewWriter(opts Options) (*Writer, error) {
 	}
 	w := &Writer{opts: opts, log: opts.Log, jobs: make(chan job, 64), enc: enc,
 		live: map[*Recorder]struct{}{}, stop: make(chan struct{}), swept: make(chan struct{}), done: make(chan struct{})}
+	if err := w.attestLeftovers(context.Background()); err != nil {
+		return nil, err
+	}
 	go w.run()
 	go w.sweep()
 	return w, nil
@@ -202,9 +205,55 @@ func (w *Writer) store(j job, body []byte) {
 		w.log.Error("recording chunk not stored yet; retrying", "session", j.sess.ID, "chunk", j.chunk, "err", err)
 		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second))
 	}
-	w.opts.Audit.Append(audit.Event{Type: audit.TypeRecording, Identity: j.sess.Identity, Session: j.sess.ID,
+	seq := w.opts.Audit.Append(audit.Event{Type: audit.TypeRecording, Identity: j.sess.Identity, Session: j.sess.ID,
 		Connection: j.sess.Connection, Protocol: j.sess.Protocol, Rows: j.rows,
 		Chunk: j.chunk, Digest: hex.EncodeToString(sum[:]), Bytes: int64(len(body))})
+	w.markAttested(ctx, j.sess.ID, j.chunk, seq)
+}
+
+func (w *Writer) markAttested(ctx context.Context, session string, chunk, seq uint64) {
+	if err := w.opts.Store.MarkRecordingChunkAttested(ctx, session, chunk, seq); err != nil {
+		// Only a restart reads the mark: it would attest the chunk again.
+		w.log.Warn("recording chunk attested but not marked", "session", session, "chunk", chunk, "seq", seq, "err", err)
+	}
+}
+
+// lateAttestation marks the event of a chunk attested by a later start.
+const lateAttestation = "attested at restart: the chunk was stored just before the gateway stopped, and its event was lost"
+
+// attestLeftovers attests the node's chunks stored without their event (the
+// gateway stopped between the two), saying so in the event. A chunk whose
+// event is in the log's tail is only marked.
+func (w *Writer) attestLeftovers(ctx context.Context) error {
+	left, err := w.opts.Store.UnattestedRecordingChunks(ctx, w.opts.Node)
+	if err != nil || len(left) == 0 {
+		return err
+	}
+	seen := map[chunkKey]uint64{}
+	if last, err := w.opts.Store.LastAuditEvent(ctx, w.opts.Node); err == nil {
+		tail, err := w.opts.Store.AuditEvents(ctx, w.opts.Node, last.Seq-min(last.Seq, 10_000), 0)
+		if err != nil {
+			return err
+		}
+		bodies := make([][]byte, len(tail))
+		for i, e := range tail {
+			bodies[i] = e.Body
+		}
+		for _, a := range Attestations(bodies, "") {
+			seen[chunkKey{a.Session, a.Chunk}] = a.Seq
+		}
+	}
+	for _, c := range left {
+		seq, ok := seen[chunkKey{c.Session, c.Chunk}]
+		if !ok {
+			sum := sha256.Sum256(c.Body)
+			seq = w.opts.Audit.Append(audit.Event{Type: audit.TypeRecording, Session: c.Session, Chunk: c.Chunk,
+				Digest: hex.EncodeToString(sum[:]), Bytes: int64(len(c.Body)), Error: lateAttestation})
+			w.log.Warn("recording chunk attested at restart", "session", c.Session, "chunk", c.Chunk, "seq", seq)
+		}
+		w.markAttested(ctx, c.Session, c.Chunk, seq)
+	}
+	return nil
 }
 
 // Sync waits until every chunk closed so far is stored and attested.

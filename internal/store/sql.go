@@ -509,11 +509,18 @@ func (s *sqlStore) PutRecordingChunk(ctx context.Context, c RecordingChunk) erro
 }
 
 func (s *sqlStore) RecordingChunks(ctx context.Context, session string) ([]RecordingChunk, error) {
-	q, args := "SELECT session, chunk, node, created, body FROM recording_chunks ORDER BY session, chunk", []any(nil)
-	if session != "" {
-		q, args = "SELECT session, chunk, node, created, body FROM recording_chunks WHERE session = ? ORDER BY chunk", []any{session}
+	if session == "" {
+		return s.recordingChunks(ctx, "ORDER BY session, chunk")
 	}
-	rows, err := s.query(ctx, q, args...)
+	return s.recordingChunks(ctx, "WHERE session = ? ORDER BY chunk", session)
+}
+
+func (s *sqlStore) UnattestedRecordingChunks(ctx context.Context, node string) ([]RecordingChunk, error) {
+	return s.recordingChunks(ctx, "WHERE node = ? AND attested_seq IS NULL ORDER BY session, chunk", node)
+}
+
+func (s *sqlStore) recordingChunks(ctx context.Context, where string, args ...any) ([]RecordingChunk, error) {
+	rows, err := s.query(ctx, "SELECT session, chunk, node, created, body FROM recording_chunks "+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("recording chunks: %w", err)
 	}
@@ -528,6 +535,20 @@ func (s *sqlStore) RecordingChunks(ctx context.Context, session string) ([]Recor
 		}
 		return c, err
 	})
+}
+
+func (s *sqlStore) MarkRecordingChunkAttested(ctx context.Context, session string, chunk, seq uint64) error {
+	res, err := s.exec(ctx, "UPDATE recording_chunks SET attested_seq = ? WHERE session = ? AND chunk = ?", int64(seq), session, int64(chunk))
+	if err == nil {
+		var n int64
+		if n, err = res.RowsAffected(); err == nil && n == 0 {
+			err = ErrNotFound
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mark recording chunk %s/%d attested: %w", session, chunk, err)
+	}
+	return nil
 }
 
 // Tokens.

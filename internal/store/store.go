@@ -111,6 +111,10 @@ type Store interface {
 	// RecordingChunks returns a session's chunks in order; with session
 	// "" it returns every session's.
 	RecordingChunks(ctx context.Context, session string) ([]RecordingChunk, error)
+	// MarkRecordingChunkAttested notes the audit event that attests a
+	// chunk; UnattestedRecordingChunks returns a node's chunks without one.
+	MarkRecordingChunkAttested(ctx context.Context, session string, chunk, seq uint64) error
+	UnattestedRecordingChunks(ctx context.Context, node string) ([]RecordingChunk, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)

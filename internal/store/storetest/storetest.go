@@ -183,6 +183,18 @@ func testRecordings(t *testing.T, s store.Store) {
 	if err != nil || len(all) != 3 || !bytes.Equal(all[2].Body, []byte{0x28, 0xb5, 0, 0xff}) {
 		t.Errorf("RecordingChunks(all) = %+v, %v", all, err)
 	}
+	for _, c := range []uint64{1, 2} {
+		if err := s.MarkRecordingChunkAttested(ctx, "s1", c, 10+c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.MarkRecordingChunkAttested(ctx, "s9", 1, 5); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("marking a chunk that does not exist = %v, want ErrNotFound", err)
+	}
+	left, err := s.UnattestedRecordingChunks(ctx, "n1")
+	if err != nil || len(left) != 1 || left[0].Session != "s2" {
+		t.Errorf("UnattestedRecordingChunks = %+v, %v; want s2's chunk alone", left, err)
+	}
 }
 
 func testConnections(t *testing.T, s store.Store) {
