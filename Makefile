@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzClassify ./internal/sqlparse
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzStatements ./internal/recording
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFind ./internal/mask
 
 clean:
 	rm -rf bin

@@ -138,7 +138,15 @@ func init() {
 	}
 }
 
-func isWord(c byte) bool { return class[c]&(cDigit|cUpper|cLower) != 0 || c == '_' }
+var wordChar [256]bool
+
+func init() {
+	for c := range wordChar {
+		wordChar[c] = class[c]&(cDigit|cUpper|cLower) != 0 || c == '_'
+	}
+}
+
+func isWord(c byte) bool { return wordChar[c] }
 
 // Find appends the sensitive spans of v to dst, in order and without
 // overlaps.
@@ -154,12 +162,14 @@ func (s *Scanner) Find(v []byte, dst []Match) []Match {
 		}
 		if k&cTrig != 0 && k&(cDigit|cUpper|cLower) == 0 {
 			from, end, d := s.trigger(v, i)
+			if d == 0 && c == '+' && (i == 0 || class[v[i-1]]&cB64 == 0 || v[i-1] == '=') {
+				// Not a phone number: maybe a secret starting with '+'.
+				end, d = s.token(v, i)
+			}
 			if d != 0 {
 				dst = s.add(dst, start, from, end, d)
-				i = end
-				continue
 			}
-			i++
+			i = max(end, i+1) // past a match, or past what is certainly none
 			continue
 		}
 		// A run of word characters (and the separators numbers and
@@ -167,6 +177,28 @@ func (s *Scanner) Find(v []byte, dst []Match) []Match {
 		if i > 0 && isWord(v[i-1]) {
 			i++
 			continue
+		}
+		// Fast paths for what most values are made of: a lower-case or
+		// capitalised word, or a short number, followed by a character that cannot continue
+		// anything (a space before a letter, punctuation, the end).
+		if c-'a' < 26 || c-'A' < 26 && i+1 < n && v[i+1]-'a' < 26 {
+			j := i + 1
+			for j < n && v[j]-'a' < 26 {
+				j++
+			}
+			if j == n || class[v[j]]&cB64 == 0 && v[j] != ':' && v[j] != '@' {
+				i = j
+				continue
+			}
+		} else if k&cDigit != 0 {
+			j := i + 1
+			for j < n && v[j]-'0' < 10 {
+				j++
+			}
+			if j-i < 13 && (j == n || class[v[j]]&cB64 == 0 && v[j] != ':' && v[j] != '@' && v[j] != ' ' && v[j] != '.') {
+				i = j
+				continue
+			}
 		}
 		end, d := s.token(v, i)
 		if d != 0 {
@@ -232,10 +264,13 @@ func (s *Scanner) trigger(v []byte, i int) (from, end int, d Detector) {
 			}
 		}
 	case '-':
-		if s.set.Has(PEMKey) && bytes.HasPrefix(v[i:], pemBegin) {
-			if end, ok := pem(v, i); ok {
+		if bytes.HasPrefix(v[i:], pemBegin) {
+			end, private := pem(v, i)
+			if private && s.set.Has(PEMKey) {
 				return i, end, PEMKey
 			}
+			// A certificate or public key: its base64 is no secret token.
+			return i, end, 0
 		}
 	case ':':
 		if s.set.Has(IPv6) && i+1 < len(v) && v[i+1] == ':' && (i == 0 || class[v[i-1]]&cHex == 0 && v[i-1] != ':') {
@@ -258,7 +293,7 @@ func email(v []byte, at int) (from, end int, ok bool) {
 	}
 	// The userinfo of a URL (scheme://user@host, user:pass@host) is not an
 	// address.
-	if from >= 2 && v[from-1] == '/' && v[from-2] == '/' || from >= 1 && v[from-1] == ':' && !bytes.HasSuffix(v[:from-1], mailto) {
+	if from >= 2 && v[from-1] == '/' && v[from-2] == '/' || from >= 1 && v[from-1] == ':' && !(from >= 7 && bytes.EqualFold(v[from-7:from-1], mailto)) {
 		return 0, 0, false
 	}
 	end = at + 1
@@ -293,10 +328,28 @@ func email(v []byte, at int) (from, end int, ok bool) {
 // scan skips it whole.
 func (s *Scanner) token(v []byte, i int) (int, Detector) {
 	c := v[i]
-	// The word proper: letters, digits, underscore.
-	w := i
-	for w < len(v) && isWord(v[w]) {
-		w++
+	// One pass finds the word proper (letters, digits, underscore) and
+	// the base64 run around it ('=' only as padding, below).
+	w, t := -1, i
+	var seen uint8
+	for t < len(v) {
+		if v[t]-'a' < 26 { // the common case, lower-case letters
+			seen |= cLower
+			t++
+			continue
+		}
+		k := class[v[t]]
+		if k&cB64 == 0 || v[t] == '=' {
+			break
+		}
+		if w < 0 && k&(cDigit|cUpper|cLower) == 0 && v[t] != '_' {
+			w = t
+		}
+		seen |= k
+		t++
+	}
+	if w < 0 {
+		w = t
 	}
 	if w < len(v) && v[w] == ':' && w-i <= 4 && s.set.Has(IPv6) && allHex(v[i:w]) {
 		if end, ok := ipv6(v, i); ok {
@@ -323,22 +376,29 @@ func (s *Scanner) token(v []byte, i int) (int, Detector) {
 			return end, JWT
 		}
 	}
-	if s.set.Has(AWSSecret) || s.set.Has(Entropy) {
-		t := i
-		for t < len(v) && class[v[t]]&cB64 != 0 {
+	// Secrets mix upper case, lower case and digits.
+	if t-i >= 20 && seen&(cUpper|cLower|cDigit) == cUpper|cLower|cDigit && (s.set.Has(AWSSecret) || s.set.Has(Entropy)) {
+		for t < len(v) && v[t] == '=' {
 			t++
 		}
-		if t-i >= 20 {
-			tok := v[i:t]
-			if s.set.Has(AWSSecret) && len(tok) == 40 && awsSecret(tok) {
-				return t, AWSSecret
-			}
-			if s.set.Has(Entropy) && highEntropy(tok) {
-				return t, Entropy
-			}
+		tok := v[i:t]
+		if s.set.Has(AWSSecret) && len(tok) == 40 && awsSecret(tok) {
+			return t, AWSSecret
+		}
+		if s.set.Has(Entropy) && highEntropy(tok) {
+			return t, Entropy
 		}
 	}
 	return w, 0
+}
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if class[c]&cDigit == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func allHex(b []byte) bool {
@@ -596,26 +656,19 @@ func awsSecret(b []byte) bool {
 	return up && lo && dg && entropy(b) >= 4.2
 }
 
-// highEntropy: a token of 24–512 base64 characters mixing at least two of
-// upper case, lower case and digits, with at least 4.2 bits per character
-// (hex digests, at 4 bits at most, stay).
+// highEntropy: a token of 24–512 base64 characters mixing upper case,
+// lower case and digits (so hex digests and codes in capitals stay), with
+// at least 3.9 bits of entropy per character.
 func highEntropy(b []byte) bool {
 	if len(b) < 24 || len(b) > 512 {
 		return false
 	}
-	var up, lo, dg int
+	var up, lo, dg bool
 	for _, c := range b {
 		k := class[c]
-		switch {
-		case k&cUpper != 0:
-			up = 1
-		case k&cLower != 0:
-			lo = 1
-		case k&cDigit != 0:
-			dg = 1
-		}
+		up, lo, dg = up || k&cUpper != 0, lo || k&cLower != 0, dg || k&cDigit != 0
 	}
-	return up+lo+dg >= 2 && entropy(b) >= 4.2
+	return up && lo && dg && entropy(b) >= 3.9
 }
 
 func entropy(b []byte) float64 {
@@ -638,6 +691,7 @@ var (
 	pemBegin  = []byte("-----BEGIN ")
 	pemKey    = []byte("PRIVATE KEY-----")
 	pemEnd    = []byte("-----END ")
+	pemDashes = []byte("-----")
 	algKey    = []byte(`"alg"`)
 	mailto    = []byte("mailto")
 )
@@ -675,28 +729,25 @@ func jwt(v []byte, i int) (int, bool) {
 	return j, true
 }
 
-// pem matches a private key block from its BEGIN line through its END
-// line, or to the end of the value when it is cut short.
-func pem(v []byte, i int) (int, bool) {
+// pem reads a PEM block from its BEGIN line through its END line, or to
+// the end of the value when it is cut short, and tells whether it holds a
+// private key.
+func pem(v []byte, i int) (end int, private bool) {
 	line := v[i+len(pemBegin):]
 	if nl := bytes.IndexByte(line, '\n'); nl >= 0 {
 		line = line[:nl]
 	}
-	if !bytes.Contains(line, pemKey) {
-		return 0, false
-	}
+	private = bytes.Contains(line, pemKey)
 	rest := v[i+len(pemBegin):]
-	for off := 0; ; {
-		k := bytes.Index(rest[off:], pemEnd)
-		if k < 0 {
-			return len(v), true
-		}
-		e := rest[off+k+len(pemEnd):]
-		if t := bytes.Index(e, pemKey); t >= 0 && bytes.IndexByte(e[:t], '\n') < 0 {
-			return len(v) - len(e) + t + len(pemKey), true
-		}
-		off += k + len(pemEnd)
+	k := bytes.Index(rest, pemEnd)
+	if k < 0 {
+		return len(v), private
 	}
+	e := rest[k+len(pemEnd):]
+	if t := bytes.Index(e, pemDashes); t >= 0 && bytes.IndexByte(e[:t], '\n') < 0 {
+		return len(v) - len(e) + t + len(pemDashes), private
+	}
+	return len(v) - len(e), private
 }
 
 // ipv6 reads an IPv6 address from i: up to eight groups of 1–4 hex digits
@@ -712,17 +763,17 @@ func ipv6(v []byte, i int) (int, bool) {
 		if j-g == 5 {
 			return 0, false
 		}
-		if j < len(v) && v[j] == '.' && j > g && groups <= 6 && (double || groups == 6) {
+		if j < len(v) && v[j] == '.' && j > g && allDigits(v[g:j]) && groups <= 6 && (double || groups == 6) {
 			// An embedded IPv4 address ends it.
 			e := g
 			for e < len(v) && (class[v[e]]&cDigit != 0 || v[e] == '.') {
 				e++
 			}
-			if !ipv4(v[g:e]) || bytes.Count(v[g:e], []byte(".")) != 3 {
-				return 0, false
+			if ipv4(v[g:e]) && bytes.Count(v[g:e], []byte(".")) == 3 {
+				j, groups = e, groups+2
+				break
 			}
-			j, groups = e, groups+2
-			break
+			// Not an embedded IPv4 address: the '.' ends the sentence.
 		}
 		if j > g {
 			groups++

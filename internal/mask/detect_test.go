@@ -100,3 +100,27 @@ func TestFindDoesNotAllocateWithoutMatches(t *testing.T) {
 		t.Errorf("Find allocates %.0f times, found %v", n, dst)
 	}
 }
+
+// FuzzFind: whatever the bytes, matches lie within the value, in order,
+// without overlaps, and masking them never panics.
+func FuzzFind(f *testing.F) {
+	for _, s := range []string{"a@b.co 4111 1111 1111 1111", "::1 2001:db8::1.2.3.4", "-----BEGIN PRIVATE KEY-----\nx",
+		"eyJhbGciOiJub25lIn0.e30.", "+1 (212) 555-0123", "DE89 3704 0044 0532 0130 00"} {
+		f.Add([]byte(s))
+	}
+	sc := NewScanner(Default.With(Entropy), regexp.MustCompile(`x+y`))
+	m := NewMasker([]byte("k"))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		ms := sc.Find(v, nil)
+		at := 0
+		for _, mt := range ms {
+			if mt.Start < at || mt.End <= mt.Start || mt.End > len(v) {
+				t.Fatalf("bad match %+v after %d in %q (all: %+v)", mt, at, v, ms)
+			}
+			at = mt.End
+		}
+		for _, st := range []Strategy{Redact, Partial, Hash, Null} {
+			m.Apply(nil, v, ms, Action{Strategy: st})
+		}
+	})
+}
