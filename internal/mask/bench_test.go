@@ -1,8 +1,8 @@
 package mask
 
 import (
-	"strconv"
 	"math/rand/v2"
+	"strconv"
 	"testing"
 )
 
