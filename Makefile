@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzClassify ./internal/sqlparse
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzStatements ./internal/recording
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFind ./internal/mask
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzMaskRow ./internal/proto/postgres
 
 clean:
 	rm -rf bin

@@ -66,6 +66,9 @@ const (
 //	sqlstate    error code of a failed command ("" on success)
 //	error       error message of a failed command or login
 //	duration_us duration in microseconds (commands: until the result; sessions: whole session)
+//	masked      session.close: values masked in the session's results, by
+//	            detector or column ("column public.users.ssn=3, email=12");
+//	            never the values
 //	chunk       recording: the chunk's number in its session, from 1
 //	sha256      recording: SHA-256 (hex) of the chunk's stored bytes
 //	bytes       recording: the chunk's stored size
@@ -88,6 +91,7 @@ type Event struct {
 	SQLState   string
 	Error      string
 	Duration   time.Duration
+	Masked     string
 	Chunk      uint64
 	Digest     string
 	Bytes      int64
@@ -128,6 +132,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 		b = append(b, `,"duration_us":`...)
 		b = strconv.AppendInt(b, e.Duration.Microseconds(), 10)
 	}
+	b = appendField(b, "masked", e.Masked)
 	if e.Type == TypeRecording {
 		b = append(b, `,"chunk":`...)
 		b = strconv.AppendUint(b, e.Chunk, 10)

@@ -63,6 +63,7 @@ type storedEvent struct {
 	SQLState   string    `json:"sqlstate"`
 	Error      string    `json:"error"`
 	DurationUS int64     `json:"duration_us"`
+	Masked     string    `json:"masked"`
 	Chunk      uint64    `json:"chunk"`
 	Digest     string    `json:"sha256"`
 	Bytes      int64     `json:"bytes"`

@@ -8,11 +8,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/mask"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
@@ -37,6 +41,12 @@ type Decision struct {
 	// Event is the sequence number of the audit event recording the
 	// decision, written before Decide returns.
 	Event uint64
+	// Mask holds the mask rules in force for the command's results.
+	Mask []*policy.Rule
+	// Text is the command as the audit log and the recording keep it:
+	// with the values the mask rules' detectors find redacted. "" when it
+	// is the command's text unchanged.
+	Text string
 }
 
 // Command types.
@@ -84,6 +94,7 @@ type Session struct {
 	rules     []*policy.Rule
 	fallback  Decision // the connection's default, when no rule applies
 	cacheable bool
+	masks     bool // some rule in force masks
 	decisions map[*sqlparse.Result]Decision
 	input     policy.Input
 	// prepared holds the session's SQL-level prepared statements.
@@ -92,6 +103,10 @@ type Session struct {
 	// Rec records the session; nil (which records nothing) when the
 	// gateway keeps no recordings or the session was refused.
 	Rec *recording.Recorder
+	// Masked counts the values masked in the session's results, by
+	// detector name or "column schema.table.column"; the engine sets it
+	// before Close, which records it.
+	Masked map[string]int64
 }
 
 // Auditor receives audit events; *audit.Log is one. Append returns the
@@ -109,6 +124,9 @@ type Gate struct {
 	Classifier *sqlparse.Classifier
 	// Recordings records the sessions allowed to open; nil records none.
 	Recordings *recording.Writer
+	// Masker masks result values; its key makes hash masking this
+	// gateway's own. Nil means a masker with no key.
+	Masker *mask.Masker
 
 	classifierOnce sync.Once
 	policies       atomic.Pointer[policy.Set]
@@ -202,6 +220,12 @@ func (g *Gate) Decide(s *Session, c *Command) Decision {
 	// session.open event.
 	e := audit.Event{Type: audit.TypeCommand, Identity: s.Identity.Name, Session: s.ID, Connection: s.Connection.Name}
 	e.Command, e.Decision, e.Rule = c.Text, string(d.Action), d.Rule
+	if len(d.Mask) > 0 {
+		// A literal secret in the statement is not kept in clear.
+		if d.Text = maskText(c.Text, d.Mask); d.Text != "" {
+			e.Command = d.Text
+		}
+	}
 	if d.Action != Allow {
 		e.Error = d.Message
 	}
@@ -214,6 +238,10 @@ func (g *Gate) decide(s *Session, c *Command) Decision {
 	if !s.loaded || s.gen != set.Generation {
 		s.loaded, s.gen, s.rules = true, set.Generation, set.For(s.Connection)
 		s.cacheable = policy.Cacheable(s.rules)
+		s.masks = false
+		for _, r := range s.rules {
+			s.masks = s.masks || r.Mask != nil
+		}
 		s.fallback = fromPolicy(policy.Evaluate(nil, &s.input, s.Connection.DefaultAction))
 		clear(s.decisions)
 	}
@@ -240,6 +268,9 @@ func (g *Gate) decide(s *Session, c *Command) Decision {
 	}
 	in.Time = policy.Now()
 	d := fromPolicy(policy.Evaluate(s.rules, &in, s.Connection.DefaultAction))
+	if s.masks {
+		d.Mask = policy.Masks(s.rules, &in)
+	}
 	if d.Action == Allow && c.SQL != nil {
 		s.prepared.Update(c.SQL)
 	}
@@ -291,10 +322,66 @@ func (g *Gate) Done(s *Session, d Decision, r Result) {
 	g.Audit.Append(e)
 }
 
+// maskText redacts what the mask rules' detectors find in a command's
+// text; "" when they find nothing.
+func maskText(text string, rules []*policy.Rule) string {
+	v := []byte(text)
+	var found []mask.Match
+	for _, r := range rules {
+		if r.Mask.Scanner != nil {
+			found = r.Mask.Scanner.Find(v, found[:0])
+			if len(found) > 0 {
+				v, _ = redactor.Apply(nil, v, found, mask.Action{Strategy: mask.Redact})
+			}
+		}
+	}
+	if string(v) == text {
+		return ""
+	}
+	return string(v)
+}
+
+// redactor masks statement text; Redact uses no key.
+var redactor = mask.NewMasker(nil)
+
+// MaskColumns returns the columns (schema.table.column) the mask rules for
+// a connection name, whatever their conditions, and whether any mask rule
+// applies to it: an engine resolves the columns to the target's column
+// identities when a session starts.
+func (g *Gate) MaskColumns(c resource.Connection) (columns []string, any bool) {
+	for _, r := range g.Policies().For(c) {
+		if r.Mask != nil {
+			any = true
+			columns = append(columns, r.Mask.Columns...)
+		}
+	}
+	return columns, any
+}
+
+// ResultMasker returns the masker for result values.
+func (g *Gate) ResultMasker() *mask.Masker {
+	if g.Masker == nil {
+		return redactor
+	}
+	return g.Masker
+}
+
 // Close records the end of a session.
 func (g *Gate) Close(s *Session, reason string) {
 	e := g.event(s, audit.TypeSessionClose)
 	e.Error, e.Duration = reason, time.Since(s.Start)
+	if len(s.Masked) > 0 {
+		keys := make([]string, 0, len(s.Masked))
+		for k := range s.Masked {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = k + "=" + strconv.FormatInt(s.Masked[k], 10)
+		}
+		e.Masked = strings.Join(parts, ", ")
+	}
 	s.Rec.Close()
 	g.Audit.Append(e)
 }

@@ -40,6 +40,15 @@ func (d Detector) String() string {
 	return "unknown"
 }
 
+// DetectorNames lists the built-in detectors' names.
+func DetectorNames() []string {
+	out := make([]string, 0, numDetectors)
+	for d := Detector(1); d < Custom; d++ {
+		out = append(out, d.String())
+	}
+	return out
+}
+
 // ParseDetector returns the detector of a name.
 func ParseDetector(name string) (Detector, bool) {
 	for d := Detector(1); d < numDetectors; d++ {

@@ -105,6 +105,9 @@ func Evaluate(rules []*Rule, in *Input, def resource.RuleAction) Decision {
 	var review, allow *Rule
 	var reviewErr string
 	for _, r := range rules {
+		if r.Action == resource.ActionMask {
+			continue // see Masks
+		}
 		matched, err := r.eval(&act)
 		if err != nil {
 			if r.Action == resource.ActionAllow {
@@ -148,6 +151,27 @@ func Evaluate(rules []*Rule, in *Input, def resource.RuleAction) Decision {
 		return Decision{Action: resource.ActionAllow, Rule: allow.Name}
 	}
 	return defaultDecision(in, def)
+}
+
+// Masks returns the mask rules whose conditions hold for the input, in
+// order. A condition that cannot be evaluated counts as holding: when in
+// doubt, mask.
+func Masks(rules []*Rule, in *Input) []*Rule {
+	var out []*Rule
+	var act activation
+	ready := false
+	for _, r := range rules {
+		if r.Action != resource.ActionMask {
+			continue
+		}
+		if !ready {
+			act, ready = newActivation(in), true
+		}
+		if matched, err := r.eval(&act); matched || err != nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func defaultDecision(in *Input, def resource.RuleAction) Decision {

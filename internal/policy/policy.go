@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,7 @@ import (
 	"cel.dev/cel-go/ext"
 	"gopkg.in/yaml.v3"
 
+	"github.com/gatehouse-dev/gatehouse/internal/mask"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/sqlparse"
 )
@@ -105,7 +108,52 @@ type Rule struct {
 	// Volatile rules read the time or the command's text, so their
 	// outcome for a statement's classification cannot be cached.
 	Volatile bool
-	program  cel.Program
+	// Mask is what an action: mask rule masks.
+	Mask    *Mask
+	program cel.Program
+}
+
+// Mask is a compiled mask rule: a scanner for its detectors and patterns
+// (nil when it has none), the columns it names, and how to mask.
+type Mask struct {
+	Scanner *mask.Scanner
+	Columns []string // schema.table.column
+	Action  mask.Action
+}
+
+func compileMask(policy, name string, spec *resource.MaskSpec) (*Mask, error) {
+	m := &Mask{Columns: spec.Columns, Action: mask.Action{Strategy: mask.Redact, Keep: spec.Keep, Label: spec.Label}}
+	if spec.Strategy != "" {
+		st, err := mask.ParseStrategy(spec.Strategy)
+		if err != nil {
+			return nil, fmt.Errorf("policy %q rule %q: %w", policy, name, err)
+		}
+		m.Action.Strategy = st
+	}
+	var set mask.Set
+	for _, d := range spec.Detectors {
+		if d == "default" {
+			set |= mask.Default
+			continue
+		}
+		det, ok := mask.ParseDetector(d)
+		if !ok || det == mask.Custom {
+			return nil, fmt.Errorf("policy %q rule %q: unknown detector %q (want %s, or default)", policy, name, d, strings.Join(mask.DetectorNames(), ", "))
+		}
+		set = set.With(det)
+	}
+	var res []*regexp.Regexp
+	for _, p := range spec.Patterns {
+		re, err := regexp.Compile(p)
+		if err != nil {
+			return nil, fmt.Errorf("policy %q rule %q: pattern %q: %w", policy, name, p, err)
+		}
+		res = append(res, re)
+	}
+	if set != 0 || len(res) > 0 {
+		m.Scanner = mask.NewScanner(set, res...)
+	}
+	return m, nil
 }
 
 // Compiled is a policy whose conditions compiled.
@@ -182,8 +230,14 @@ func compileRule(policy, name string, r resource.Rule) (*Rule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy %q rule %q: %w", policy, name, err)
 	}
-	return &Rule{Policy: policy, Name: policy + "/" + name, Action: r.Action, Message: r.Message,
-		Volatile: volatile(ast), program: prg}, nil
+	rule := &Rule{Policy: policy, Name: policy + "/" + name, Action: r.Action, Message: r.Message,
+		Volatile: volatile(ast), program: prg}
+	if r.Mask != nil {
+		if rule.Mask, err = compileMask(policy, name, r.Mask); err != nil {
+			return nil, err
+		}
+	}
+	return rule, nil
 }
 
 // volatile reports whether a condition reads `time` or `command.text`.

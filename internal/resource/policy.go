@@ -3,13 +3,14 @@ package resource
 import (
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
 // RuleAction is what a matching rule asks for.
 type RuleAction string
 
-// Rule actions. Masking rules arrive with the masking engine.
+// Rule actions.
 const (
 	ActionAllow  RuleAction = "allow"
 	ActionBlock  RuleAction = "block"
@@ -51,10 +52,32 @@ type Rule struct {
 	When string `json:"when" yaml:"when"`
 	// Message is shown to a client whose command the rule blocks.
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
+	// Mask says what an action: mask rule masks, and how.
+	Mask *MaskSpec `json:"mask,omitempty" yaml:"mask,omitempty"`
 
 	// Line is where the rule's condition sits in the applied manifest,
 	// for error messages; 0 when unknown.
 	Line int `json:"-" yaml:"-"`
+}
+
+// MaskSpec is what a mask rule masks in results, and how. Detectors and
+// patterns find values by their content in any text column; columns name
+// real columns (schema.table.column), masked whatever their content and
+// under any alias, and through views that select them.
+type MaskSpec struct {
+	// Detectors are built-in detector names (email, card, ssn, iban,
+	// phone, ipv4, ipv6, aws_key_id, aws_secret, jwt, pem_private_key,
+	// entropy), or "default" for all but entropy.
+	Detectors []string `json:"detectors,omitempty" yaml:"detectors,omitempty"`
+	// Patterns are custom RE2 regular expressions.
+	Patterns []string `json:"patterns,omitempty" yaml:"patterns,omitempty"`
+	Columns  []string `json:"columns,omitempty" yaml:"columns,omitempty"`
+	// Strategy is redact (default), partial, hash or null.
+	Strategy string `json:"strategy,omitempty" yaml:"strategy,omitempty"`
+	// Keep is how many trailing letters and digits partial keeps (4).
+	Keep int `json:"keep,omitempty" yaml:"keep,omitempty"`
+	// Label replaces redact's "[detector]".
+	Label string `json:"label,omitempty" yaml:"label,omitempty"`
 }
 
 // Selects reports whether the selector picks connection c.
@@ -113,10 +136,20 @@ func (p *Policy) Validate() error {
 		seen[r.Name] = true
 		switch r.Action {
 		case ActionAllow, ActionBlock, ActionReview:
+			if r.Mask != nil {
+				return fmt.Errorf("policy %q: rule %q: mask is only for action mask", p.Name, r.Name)
+			}
 		case ActionMask:
-			return fmt.Errorf("policy %q: rule %q: action mask is not supported yet (it arrives with the masking engine)", p.Name, r.Name)
+			if r.Mask == nil || len(r.Mask.Detectors)+len(r.Mask.Patterns)+len(r.Mask.Columns) == 0 {
+				return fmt.Errorf("policy %q: rule %q: action mask needs mask.detectors, mask.patterns or mask.columns", p.Name, r.Name)
+			}
+			for _, c := range r.Mask.Columns {
+				if parts := strings.Split(c, "."); len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+					return fmt.Errorf("policy %q: rule %q: mask column %q: want schema.table.column", p.Name, r.Name, c)
+				}
+			}
 		default:
-			return fmt.Errorf("policy %q: rule %q: action %q is invalid (want allow, block or review)", p.Name, r.Name, r.Action)
+			return fmt.Errorf("policy %q: rule %q: action %q is invalid (want allow, block, review or mask)", p.Name, r.Name, r.Action)
 		}
 		if r.When == "" {
 			return fmt.Errorf("policy %q: rule %q: when is required (a CEL condition; \"true\" matches everything)", p.Name, r.Name)

@@ -32,6 +32,7 @@ const sealVersion byte = 1
 type MasterKey struct {
 	aead cipher.AEAD
 	id   string
+	raw  []byte
 }
 
 // ErrDecrypt means a ciphertext did not authenticate: the wrong master key,
@@ -53,7 +54,16 @@ func NewMasterKey(raw []byte) (*MasterKey, error) {
 	}
 	mac := hmac.New(sha256.New, raw)
 	mac.Write([]byte("gatehouse master key id"))
-	return &MasterKey{aead: aead, id: hex.EncodeToString(mac.Sum(nil)[:8])}, nil
+	return &MasterKey{aead: aead, id: hex.EncodeToString(mac.Sum(nil)[:8]), raw: append([]byte(nil), raw...)}, nil
+}
+
+// Derive returns a key for one purpose (HMAC-SHA256 of the purpose under
+// the master key): every node of a gateway derives the same one, and it
+// reveals nothing of the master key.
+func (k *MasterKey) Derive(purpose string) []byte {
+	mac := hmac.New(sha256.New, k.raw)
+	mac.Write([]byte("gatehouse derived key: " + purpose))
+	return mac.Sum(nil)
 }
 
 // ParseMasterKey decodes a base64 (standard or URL alphabet) key, as written

@@ -17,6 +17,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/devca"
 	"github.com/gatehouse-dev/gatehouse/internal/gate"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
+	"github.com/gatehouse-dev/gatehouse/internal/mask"
 	"github.com/gatehouse-dev/gatehouse/internal/proto"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/recording"
@@ -112,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 			g.Audit.Close()
 		}
 	}()
-	g.Gate = &gate.Gate{Audit: g.Audit, Log: log}
+	g.Gate = &gate.Gate{Audit: g.Audit, Log: log, Masker: mask.NewMasker(g.MasterKey.Derive("mask hash"))}
 	if cfg.UnsafeNoAudit {
 		log.Warn("UNSAFE: --unsafe-no-audit: this gateway records nothing; use it only to measure the audit log's cost")
 		g.Gate.Audit = discardAudit{}

@@ -45,6 +45,7 @@ type env struct {
 	targetDB   string
 	targetPW   string
 	alice, eve string // tokens: alice may use appdb, eve may not
+	bob        string // token of a dba whose results are not masked (group unmasked)
 	expired    string
 }
 
@@ -94,6 +95,7 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	st := e.gw.Store
 	st.PutIdentity(ctx, resource.Identity{Name: "alice", Type: resource.IdentityUser, Groups: []string{"dba"}})
 	st.PutIdentity(ctx, resource.Identity{Name: "eve", Type: resource.IdentityUser})
+	st.PutIdentity(ctx, resource.Identity{Name: "bob", Type: resource.IdentityUser, Groups: []string{"dba", "unmasked"}})
 	put := func(name, addr string) error {
 		sealed, err := e.gw.MasterKey.Seal([]byte(e.targetPW), secret.ConnectionAAD(name))
 		if err != nil {
@@ -106,6 +108,9 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 		return nil, err
 	}
 	if err := put("guarded", pg.Addr()); err != nil {
+		return nil, err
+	}
+	if err := put("masked", pg.Addr()); err != nil {
 		return nil, err
 	}
 	port, _ := testenv.FreePort()
@@ -130,6 +135,7 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 		return tok
 	}
 	e.alice = mint("alice", time.Hour, time.Now())
+	e.bob = mint("bob", time.Hour, time.Now())
 	e.eve = mint("eve", time.Hour, time.Now())
 	e.expired = mint("alice", time.Minute, time.Now().Add(-time.Hour))
 	return e, nil
@@ -156,6 +162,19 @@ rules:
     action: block
     when: '"secrets" in command.sql.tables || "public.secrets" in command.sql.tables'
     message: the secrets table is off limits
+---
+kind: Policy
+name: masking
+connections: {names: [masked]}
+rules:
+  - name: pii
+    action: mask
+    when: '!("unmasked" in identity.groups)'
+    mask: {detectors: [email, card, ssn]}
+  - name: ssn-column
+    action: mask
+    when: '!("unmasked" in identity.groups)'
+    mask: {columns: [public.people.ssn, public.people.salary], strategy: partial, keep: 4}
 `
 
 // dsn is a client connection string to the gateway.

@@ -53,6 +53,17 @@ type session struct {
 	// legacyStrings: the target's standard_conforming_strings is off.
 	legacyStrings atomic.Bool
 
+	// masking: mask rules apply to the connection; columns are their
+	// columns' identities in the target's catalog. mask and out are owned
+	// by the target→client goroutine.
+	masking bool
+	columns map[colKey]string
+	mask    masker
+	out     []byte // masked output waiting to be written
+	// describedKeys are the statements and portals ("S:…", "P:…") described
+	// since they were last defined (client→target goroutine).
+	describedKeys map[string]bool
+
 	// Shared: statements sent and not yet answered, oldest first.
 	mu      sync.Mutex
 	pending []pendingCmd
@@ -65,6 +76,10 @@ const (
 	kindSimple  pendingKind = iota // a Query message: one or more statements, answered by ReadyForQuery
 	kindExecute                    // an Execute of the extended protocol
 	kindSync                       // a Sync, answered by ReadyForQuery
+	// kindDescribe is a Describe, tracked only when masking: its
+	// RowDescription tells the columns of later Executes (portalKey holds
+	// "S:name" or "P:name").
+	kindDescribe
 	// kindBlockedParse is a Parse the gate refused. A Parse that cannot
 	// succeed went to the server in its place, so the server fails it
 	// and skips to Sync exactly as for any failed message, keeping the
@@ -75,6 +90,7 @@ const (
 
 // statement is a parsed statement and the gate's decision on it.
 type statement struct {
+	name     string
 	text     string
 	decision gate.Decision
 }
@@ -94,11 +110,16 @@ type pendingCmd struct {
 	// after is, for kindBlockedParse, how many completions the server
 	// sends in this batch before answering the stand-in Parse.
 	after int
+	// When masking, an Execute's portal and statement ("P:…", "S:…"),
+	// whose Describe answers tell its columns.
+	portalKey, stmtKey string
 }
 
 // inBatch reports pending kinds the server skips after an error until
 // Sync.
-func (p *pendingCmd) inBatch() bool { return p.kind == kindExecute || p.kind == kindBlockedParse }
+func (p *pendingCmd) inBatch() bool {
+	return p.kind == kindExecute || p.kind == kindBlockedParse || p.kind == kindDescribe
+}
 
 // blockedSQL stands in for a refused statement: a syntax error, so the
 // server fails it without effect (aborting an open transaction, as a
@@ -131,6 +152,7 @@ func (s *session) front() *pendingCmd {
 // run relays until either side ends, then records the session's end.
 func (s *session) run() {
 	s.stmts, s.portals, s.intern = map[string]statement{}, map[string]statement{}, map[string]string{}
+	s.describedKeys = map[string]bool{}
 	done := make(chan string, 1)
 	go func() {
 		reason := s.serverToClient()
@@ -146,6 +168,7 @@ func (s *session) run() {
 		reason = serverReason
 	}
 	s.flushPending("session ended before the result arrived")
+	s.gs.Masked = s.mask.counts
 	s.engine.deps.Gate.Close(s.gs, reason)
 }
 
@@ -168,6 +191,9 @@ func (s *session) shutdown() {
 func holdClient(t byte) bool { return t != pgwire.MsgCopyData }
 
 func holdServer(t byte) bool { return t != pgwire.MsgDataRow && t != pgwire.MsgCopyData }
+
+// holdAll: a masking session sees rows whole, to rewrite them.
+func holdAll(byte) bool { return true }
 
 // clientToServer forwards client messages, judging each statement on the
 // way. It returns why the client side ended ("" when the target ended it).
@@ -234,12 +260,15 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		s.sent++
 		if d.Action != gate.Allow {
 			delete(s.stmts, string(name))
-			s.gs.Rec.Statement(sql, d.Event)
+			s.gs.Rec.Statement(recorded(sql, d), d.Event)
 			s.push(pendingCmd{kind: kindBlockedParse, text: sql, start: time.Now(), decision: d,
 				refusal: refusal(d), after: s.sent - 1})
 			return &substitute{with: pgwire.AppendParse(nil, name, blockedSQL)}
 		}
-		s.stmts[string(name)] = statement{text: sql, decision: d}
+		s.stmts[string(name)] = statement{name: string(name), text: sql, decision: d}
+		if s.masking {
+			delete(s.describedKeys, "S:"+string(name))
+		}
 	case pgwire.MsgBind:
 		portal, stmt, err := pgwire.BindNames(frame)
 		if err != nil {
@@ -247,6 +276,9 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 		s.sent++
 		s.portals[string(portal)] = s.stmts[string(stmt)]
+		if s.masking {
+			delete(s.describedKeys, "P:"+string(portal))
+		}
 		if s.gs.Rec != nil {
 			if v, ok := pgwire.BindValues(frame); ok {
 				s.gs.Rec.Params(v)
@@ -254,6 +286,15 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 	case pgwire.MsgDescribe:
 		s.sent++
+		if s.masking {
+			kind, name, err := pgwire.CloseTarget(frame) // the same layout
+			if err != nil {
+				return err
+			}
+			key := string(kind) + ":" + string(name)
+			s.describedKeys[key] = true
+			s.push(pendingCmd{kind: kindDescribe, portalKey: key})
+		}
 	case pgwire.MsgExecute:
 		portal, err := pgwire.ExecutePortal(frame)
 		if err != nil {
@@ -261,8 +302,19 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 		s.sent++
 		st := s.portals[string(portal)]
-		s.gs.Rec.Statement(st.text, st.decision.Event)
-		s.push(pendingCmd{kind: kindExecute, text: st.text, decision: st.decision, start: time.Now()})
+		s.gs.Rec.Statement(recorded(st.text, st.decision), st.decision.Event)
+		p := pendingCmd{kind: kindExecute, text: st.text, decision: st.decision, start: time.Now()}
+		if s.masking {
+			// Only a Describe since the portal or statement was defined
+			// tells its columns.
+			if k := "P:" + string(portal); s.describedKeys[k] {
+				p.portalKey = k
+			}
+			if k := "S:" + st.name; s.describedKeys[k] {
+				p.stmtKey = k
+			}
+		}
+		s.push(p)
 	case pgwire.MsgSync:
 		s.sent = 0
 		s.push(pendingCmd{kind: kindSync})
@@ -310,7 +362,7 @@ func (s *session) recordData(frame []byte, whole, fromClient bool) {
 // the server fails.
 func (s *session) simpleQuery(text string) error {
 	d := s.decide(text)
-	s.gs.Rec.Statement(text, d.Event)
+	s.gs.Rec.Statement(recorded(text, d), d.Event)
 	p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
 	if d.Action == gate.Allow {
 		s.push(p)
@@ -319,6 +371,15 @@ func (s *session) simpleQuery(text string) error {
 	p.refusal = refusal(d)
 	s.push(p)
 	return &substitute{with: pgwire.AppendQuery(nil, blockedSQL)}
+}
+
+// recorded is a statement's text as the recording keeps it: with what
+// the mask rules' detectors find redacted.
+func recorded(text string, d gate.Decision) string {
+	if d.Text != "" {
+		return d.Text
+	}
+	return text
 }
 
 // decide asks the gate about SQL text.
@@ -365,14 +426,27 @@ func (s *session) failClient(code, msg string) {
 // serverToClient forwards target messages, matching results to the
 // statements that caused them. It returns why the target side ended.
 func (s *session) serverToClient() string {
-	ch := pgwire.NewChunker(s.target, s.opts.BufferSize, s.opts.MaxMessageBytes, holdServer)
+	hold := holdServer
+	if s.masking {
+		hold = holdAll
+	}
+	ch := pgwire.NewChunker(s.target, s.opts.BufferSize, s.opts.MaxMessageBytes, hold)
 	visit := s.visitServer
 	for {
 		run, err := ch.Next(visit)
 		if sub, ok := err.(*substitute); ok {
 			ch.Discard()
-			run, err = append(run[:len(run):len(run)], sub.with...), nil
+			// Gather replaced messages while more are ready, so masked
+			// rows go out in one write, not one each.
+			s.out = append(append(s.out, run...), sub.with...)
+			if ch.Ready() && len(s.out) < 64<<10 {
+				continue
+			}
+			run, err = s.out, nil
+		} else if len(s.out) > 0 {
+			run = append(s.out, run...)
 		}
+		s.out = s.out[:0]
 		if len(run) > 0 {
 			s.clientMu.Lock()
 			_, werr := s.client.Write(run)
@@ -400,17 +474,20 @@ func (s *session) serverToClient() string {
 
 func (s *session) visitServer(frame []byte, whole bool) error {
 	switch frame[0] {
-	case pgwire.MsgDataRow:
-		s.dataRows++
+	case pgwire.MsgDataRow, pgwire.MsgCopyData:
+		if frame[0] == pgwire.MsgDataRow {
+			s.dataRows++
+		}
+		var sub error
+		if s.masking && whole {
+			if masked := s.maskData(frame); masked != nil {
+				frame, sub = masked, &substitute{with: masked}
+			}
+		}
 		if s.gs.Rec != nil {
 			s.recordData(frame, whole, false)
 		}
-		return nil
-	case pgwire.MsgCopyData:
-		if s.gs.Rec != nil {
-			s.recordData(frame, whole, false)
-		}
-		return nil
+		return sub
 	case pgwire.MsgRowDescription:
 		s.completed++
 		if s.gs.Rec != nil {
@@ -419,8 +496,17 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 				s.gs.Rec.Columns(s.names)
 			}
 		}
+		if s.masking {
+			s.described(parseFields(frame))
+		}
 		return nil
-	case pgwire.MsgParseComplete, pgwire.MsgBindComplete, pgwire.MsgCloseComplete, pgwire.MsgNoData:
+	case pgwire.MsgNoData:
+		s.completed++
+		if s.masking {
+			s.described(nil)
+		}
+		return nil
+	case pgwire.MsgParseComplete, pgwire.MsgBindComplete, pgwire.MsgCloseComplete:
 		s.completed++
 		return nil
 	case pgwire.MsgParameterStatus:
@@ -474,12 +560,13 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 				p.code, p.msg = codeInsufficientPrivilege, p.decision.Message
 				sub = &substitute{with: p.refusal}
 			}
-			if p.kind == kindExecute {
+			if p.kind == kindExecute || p.kind == kindDescribe {
 				s.completeFront()
 			}
 		}
 		s.mu.Unlock()
 		s.dataRows = 0
+		s.mask.invalidate()
 		return sub
 	case pgwire.MsgReadyForQuery:
 		s.completed = 0
@@ -505,7 +592,48 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 	}
 	// Every case above ends a statement (or the target's answer to one).
 	s.dataRows = 0
+	s.mask.invalidate()
+	s.mask.curFields = nil
 	return nil
+}
+
+// described takes a RowDescription's fields (nil for NoData): the answer
+// to a tracked Describe, or the columns of the result under way.
+func (s *session) described(fields []field) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.front(); p != nil && p.kind == kindDescribe {
+		if s.mask.described == nil || len(s.mask.described) >= 256 {
+			s.mask.described = map[string][]field{}
+		}
+		s.mask.described[p.portalKey] = fields
+		s.head++ // answered; nothing to record
+		return
+	}
+	s.mask.curFields = fields
+	s.mask.invalidate()
+}
+
+// maskData returns a DataRow or CopyData with the mask rules of the
+// statement it answers applied, or nil when nothing in it changes.
+func (s *session) maskData(frame []byte) []byte {
+	m := &s.mask
+	if !m.valid {
+		s.mu.Lock()
+		m.plan = s.planFor(s.front())
+		s.mu.Unlock()
+		m.valid = true
+	}
+	if m.plan == nil {
+		return nil
+	}
+	if frame[0] == pgwire.MsgCopyData {
+		return s.maskCopy(frame, m.plan)
+	}
+	if !m.plan.any {
+		return nil
+	}
+	return s.maskRow(frame, m.plan)
 }
 
 // completeFront records and drops the oldest pending command. Sync
@@ -513,7 +641,7 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 func (s *session) completeFront() {
 	p := &s.pending[s.head]
 	s.head++
-	if p.kind == kindSync {
+	if p.kind == kindSync || p.kind == kindDescribe {
 		return
 	}
 	s.record(p, time.Since(p.start))

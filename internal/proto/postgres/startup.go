@@ -174,7 +174,8 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 		return s, fatal(codeInvalidAuthSpec, "access to connection %q denied: %s", connName, d.Message)
 	}
 
-	target, err := e.dialTarget(ctx, rec, st)
+	maskColumns, masking := e.deps.Gate.MaskColumns(rec.Connection)
+	target, err := e.dialTarget(ctx, rec, st, maskColumns)
 	if err != nil {
 		e.deps.Gate.Close(s.gs, "target login failed: "+err.Error())
 		return s, err
@@ -182,6 +183,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	s.target = target.conn
 	s.targetAddr, s.targetPID, s.targetKey, s.cancelable = target.addr, target.pid, target.key, target.cancelable
 	s.legacyStrings.Store(target.params["standard_conforming_strings"] == "off")
+	s.masking, s.columns = masking, target.columns
 	e.register(s)
 
 	// Finish the client's login: the target's parameters, the gateway's

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,6 +28,58 @@ type targetConn struct {
 	cancelable bool
 	params     map[string]string
 	txStatus   byte
+	// columns are the masked columns' identities in the target's catalog.
+	columns map[colKey]string
+}
+
+// colKey is a column as RowDescription names it: its table's OID and its
+// attribute number.
+type colKey struct {
+	table  uint32
+	attnum int16
+}
+
+// resolveColumns finds the columns named schema.table.column in the
+// target's catalog, and the columns of views (and materialized views) that
+// select them under the same name, so a rule on a column also holds
+// through a view over it.
+func resolveColumns(ctx context.Context, pc *pgconn.PgConn, names []string) (map[colKey]string, error) {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = "'" + strings.ReplaceAll(n, "'", "''") + "'"
+	}
+	sql := `WITH base AS (
+  SELECT c.oid AS relid, a.attnum, a.attname, n.nspname || '.' || c.relname || '.' || a.attname AS name
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE a.attnum > 0 AND NOT a.attisdropped AND n.nspname || '.' || c.relname || '.' || a.attname IN (` + strings.Join(quoted, ", ") + `))
+SELECT relid, attnum, name FROM base
+UNION
+SELECT v.oid, va.attnum, b.name FROM base b
+  JOIN pg_catalog.pg_depend d ON d.refobjid = b.relid AND d.refobjsubid = b.attnum AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  JOIN pg_catalog.pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+  JOIN pg_catalog.pg_attribute va ON va.attrelid = v.oid AND va.attname = b.attname AND NOT va.attisdropped`
+	res, err := pc.Exec(ctx, sql).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	out := map[colKey]string{}
+	for _, r := range res {
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		for _, row := range r.Rows {
+			oid, err1 := strconv.ParseUint(string(row[0]), 10, 32)
+			att, err2 := strconv.ParseInt(string(row[1]), 10, 16)
+			if err1 != nil || err2 != nil {
+				return nil, fmt.Errorf("catalog row %q", row)
+			}
+			out[colKey{uint32(oid), int16(att)}] = string(row[2])
+		}
+	}
+	return out, nil
 }
 
 // forwardedParams are client startup parameters never passed to the target:
@@ -36,7 +89,7 @@ var forwardedParams = map[string]bool{"user": false, "database": false, "replica
 // dialTarget logs in to the target with the held credential (pgconn does
 // SCRAM-SHA-256, md5 or cleartext, and TLS when configured) and hands back
 // the raw connection.
-func (e *Engine) dialTarget(ctx context.Context, rec store.ConnectionRecord, st pgwire.Startup) (*targetConn, error) {
+func (e *Engine) dialTarget(ctx context.Context, rec store.ConnectionRecord, st pgwire.Startup, maskColumns []string) (*targetConn, error) {
 	password, err := e.credential(rec)
 	if err != nil {
 		e.deps.Log.Error("postgres: resolve credential", "connection", rec.Name, "err", err)
@@ -82,6 +135,14 @@ func (e *Engine) dialTarget(ctx context.Context, rec store.ConnectionRecord, st 
 		e.deps.Log.Warn("postgres: target unreachable", "connection", rec.Name, "err", scrub(err.Error(), password))
 		return nil, fatal(codeConnectionFailure, "could not connect to the target of connection %q at %s", rec.Name, rec.Address)
 	}
+	var columns map[colKey]string
+	if len(maskColumns) > 0 {
+		if columns, err = resolveColumns(dctx, pc, maskColumns); err != nil {
+			pc.Close(ctx)
+			e.deps.Log.Error("postgres: resolve masked columns", "connection", rec.Name, "err", err)
+			return nil, fatal(codeConnectionFailure, "the gateway cannot look up the masked columns of connection %q, so it cannot mask them: %v", rec.Name, err)
+		}
+	}
 	// pgconn may have a background reader in the middle of a read (it
 	// starts one when a write is slow); SyncConn stops it and drains its
 	// buffers, or it would steal the target's next message from the relay.
@@ -94,7 +155,7 @@ func (e *Engine) dialTarget(ctx context.Context, rec store.ConnectionRecord, st 
 		pc.Close(ctx)
 		return nil, fatal(codeInternal, "take over target connection: %v", err)
 	}
-	t := &targetConn{conn: h.Conn, addr: rec.Address, params: h.ParameterStatuses, txStatus: h.TxStatus, pid: h.PID}
+	t := &targetConn{conn: h.Conn, addr: rec.Address, params: h.ParameterStatuses, txStatus: h.TxStatus, pid: h.PID, columns: columns}
 	if len(h.SecretKey) == 4 {
 		t.key, t.cancelable = binary.BigEndian.Uint32(h.SecretKey), true
 	}

@@ -61,6 +61,16 @@ func (c *Chunker) Discard() {
 	c.start += total
 }
 
+// Ready reports whether Next can return something without reading: a
+// whole frame, or more of one being forwarded in pieces, is buffered.
+func (c *Chunker) Ready() bool {
+	if c.stream > 0 {
+		return c.end > c.start
+	}
+	_, total, ok := Header(c.buf[c.start:c.end])
+	return ok && total <= c.end-c.start
+}
+
 // Buffered reports how many bytes are read but not yet returned.
 func (c *Chunker) Buffered() int { return c.end - c.start }
 
