@@ -10,7 +10,9 @@
 #
 # Knobs: ROUNDS (3), DURATION seconds per run (10), SCALE (10), ONLY (a
 # regular expression over scenario names), PATHS (the paths compared,
-# "direct pgbouncer gatehouse gh-policy"; add "floor" for bench/relayfloor,
+# "direct pgbouncer gatehouse gh-policy"; add "gh-mask" for a connection
+# with masking on (all detectors, and a column masked in every row),
+# "floor" for bench/relayfloor,
 # the cheapest possible relay, and "gh-noaudit" for a gateway that records
 # nothing, to measure what the audit log and recordings cost), OUT (report
 # file).
@@ -109,6 +111,7 @@ run() { # scenario path args
     pgbouncer) port=$BPORT;  user=bench; pw=$PW;    pid=$BPID ;;
     gatehouse) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID ;;
     gh-policy) port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID; db=bench_guarded ;;
+    gh-mask)   port=$GPORT;  user=bench; pw=$TOKEN; pid=$GPID; db=bench_masked ;;
     floor)     port=$FPORT;  user=bench; pw=$PW;    pid=$FPID ;;
     gh-noaudit) port=$NPORT; user=bench; pw=$NTOKEN; pid=$NPID ;;
   esac
@@ -160,6 +163,7 @@ done
   echo "- scale $SCALE, $ROUNDS interleaved rounds of ${DURATION}s; client, proxies and server share the machine"
   echo "- gatehouse writes its audit log (a chained event per statement, one more per failure) and records every session (statements, results, up to 100 rows per result); no TLS on any path (loopback)"
   [[ " $PATHS " == *" gh-policy "* ]] && echo "- gh-policy: gatehouse through a connection under the postgres-production preset"
+  [[ " $PATHS " == *" gh-mask "* ]] && echo "- gh-mask: gatehouse through a connection masking with every default detector, and pgbench_accounts.filler masked whole (every row rewritten)"
   [[ " $PATHS " == *" gh-noaudit "* ]] && echo "- gh-noaudit: a second gatehouse started with --unsafe-no-audit (no audit log, no recordings)"
   [[ " $PATHS " == *" floor "* ]] && echo "- floor: bench/relayfloor, the cheapest relay (no parsing, audit or policy)"
   echo

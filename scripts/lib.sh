@@ -33,8 +33,9 @@ start_postgres() {
 }
 
 # start_gatehouse DB: builds gatehouse, starts it, creates connection DB
-# (target: the "bench" superuser on database DB) and connection DB_guarded
-# (the same target under the postgres-production preset), and exports
+# (target: the "bench" superuser on database DB), connection DB_guarded
+# (the same target under the postgres-production preset) and DB_masked
+# (every default detector on, and pgbench_accounts.filler masked), and exports
 # TOKEN for a service identity that may use them. Sets GPORT and GPID.
 # GH_DIR names its data directory under $WORK (default gh); GH_FLAGS adds
 # server flags.
@@ -71,10 +72,31 @@ database: $db
 user: bench
 password: "$PW"
 ---
+kind: Connection
+name: ${db}_masked
+type: postgres
+address: 127.0.0.1:$PGPORT
+database: $db
+user: bench
+password: "$PW"
+---
 kind: Policy
 name: guarded
 connections: {names: ["${db}_guarded"]}
 presets: [postgres-production]
+---
+kind: Policy
+name: masked
+connections: {names: ["${db}_masked"]}
+rules:
+  - name: pii
+    action: mask
+    when: "true"
+    mask: {detectors: [default]}
+  - name: filler
+    action: mask
+    when: "true"
+    mask: {columns: [public.pgbench_accounts.filler]}
 YAML
   TOKEN=$(GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" token create --identity bench --ttl 24h)
 }

@@ -49,6 +49,8 @@ var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 18: 
 type colPlan struct {
 	whole     *policy.Rule   // a column rule on it
 	wholeName string         // schema.table.column
+	countKey  string         // "column " + wholeName, what the audit counts
+	masked    int64          // values masked by the column rule, not yet counted
 	content   []*policy.Rule // rules whose detectors read it
 	text      bool
 }
@@ -77,7 +79,25 @@ type masker struct {
 }
 
 // invalidate forgets the plan: a new result begins.
-func (m *masker) invalidate() { m.valid = false }
+func (m *masker) invalidate() {
+	if m.valid && m.plan != nil {
+		m.tally(m.plan)
+	}
+	m.valid = false
+}
+
+// tally moves a plan's column counts into the session's.
+func (m *masker) tally(p *rowPlan) {
+	for i := range p.cols {
+		if c := &p.cols[i]; c.masked > 0 {
+			if m.counts == nil {
+				m.counts = map[string]int64{}
+			}
+			m.counts[c.countKey] += c.masked
+			c.masked = 0
+		}
+	}
+}
 
 // planFor builds the plan of the result p is receiving.
 func (s *session) planFor(p *pendingCmd) *rowPlan {
@@ -105,7 +125,7 @@ func (s *session) planFor(p *pendingCmd) *rowPlan {
 			if named && c.whole == nil {
 				for _, col := range r.Mask.Columns {
 					if col == name {
-						c.whole, c.wholeName = r, name
+						c.whole, c.wholeName, c.countKey = r, name, "column "+name
 						break
 					}
 				}
@@ -197,7 +217,7 @@ func (s *session) maskValue(masker *mask.Masker, c *colPlan, v []byte) (out []by
 		return nil, false, false
 	}
 	if c.whole != nil {
-		m.count("column " + c.wholeName)
+		c.masked++
 		if !c.text || c.whole.Mask.Action.Strategy == mask.Null {
 			return nil, true, true // a placeholder string would not be a valid value
 		}

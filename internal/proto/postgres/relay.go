@@ -60,6 +60,7 @@ type session struct {
 	columns map[colKey]string
 	mask    masker
 	out     []byte // masked output waiting to be written
+	sub     substitute
 	// describedKeys are the statements and portals ("S:…", "P:…") described
 	// since they were last defined (client→target goroutine).
 	describedKeys map[string]bool
@@ -168,6 +169,7 @@ func (s *session) run() {
 		reason = serverReason
 	}
 	s.flushPending("session ended before the result arrived")
+	s.mask.invalidate() // counts the last result's masking
 	s.gs.Masked = s.mask.counts
 	s.engine.deps.Gate.Close(s.gs, reason)
 }
@@ -481,7 +483,8 @@ func (s *session) visitServer(frame []byte, whole bool) error {
 		var sub error
 		if s.masking && whole {
 			if masked := s.maskData(frame); masked != nil {
-				frame, sub = masked, &substitute{with: masked}
+				s.sub.with = masked
+				frame, sub = masked, &s.sub
 			}
 		}
 		if s.gs.Rec != nil {
