@@ -2,6 +2,7 @@ package mask
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/base64"
 	"math"
 	"regexp"
@@ -162,6 +163,9 @@ func isWord(c byte) bool { return wordChar[c] }
 func (s *Scanner) Find(v []byte, dst []Match) []Match {
 	start := len(dst)
 	n := len(v)
+	if !maybeSensitive(v) {
+		n = 0 // nothing a built-in detector could find; custom patterns still run
+	}
 	for i := 0; i < n; {
 		c := v[i]
 		k := class[c]
@@ -204,6 +208,10 @@ func (s *Scanner) Find(v []byte, dst []Match) []Match {
 			for j < n && v[j]-'0' < 10 {
 				j++
 			}
+			if end := dateOrTime(v, i, j); end > 0 {
+				i = end
+				continue
+			}
 			if j-i < 13 && (j == n || class[v[j]]&cB64 == 0 && v[j] != ':' && v[j] != '@' && v[j] != ' ' && v[j] != '.') {
 				i = j
 				continue
@@ -225,6 +233,65 @@ func (s *Scanner) Find(v []byte, dst []Match) []Match {
 		}
 	}
 	return dst
+}
+
+// dateOrTime returns the end of a date (dddd-dd-dd) or a time of day
+// (dd:dd:dd) starting at i, whose first digits end at j, when nothing
+// continues it; 0 otherwise. Timestamps fill result rows, and neither can
+// be any detector's match.
+func dateOrTime(v []byte, i, j int) int {
+	digit := func(k int) bool { return k < len(v) && v[k]-'0' < 10 }
+	var end int
+	switch {
+	case j-i == 4 && j+6 <= len(v) && v[j] == '-' && digit(j+1) && digit(j+2) && v[j+3] == '-' && digit(j+4) && digit(j+5):
+		end = j + 6
+	case j-i == 2 && j+6 <= len(v) && v[j] == ':' && digit(j+1) && digit(j+2) && v[j+3] == ':' && digit(j+4) && digit(j+5):
+		end = j + 6
+	default:
+		return 0
+	}
+	if end < len(v) && (isWord(v[end]) || v[end] == ':' || v[end] == '-' || v[end] == '@') {
+		return 0
+	}
+	return end
+}
+
+// maybeSensitive is a first pass over a value: every built-in detector
+// needs a digit, an upper-case letter (AWS key ids, IBANs, JWTs), or one of
+// @ + ( - : (its trigger). Lower-case text without them (most words and
+// sentences) is skipped eight bytes at a time.
+func maybeSensitive(v []byte) bool {
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		if swarInteresting(binary.LittleEndian.Uint64(v[i:])) {
+			return true
+		}
+	}
+	for ; i < len(v); i++ {
+		if class[v[i]]&(cDigit|cUpper|cTrig) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// swarInteresting reports whether any of eight ASCII bytes is in 0x30–0x3A
+// (digits, ':') or 0x40–0x5A ('@', A–Z), or is '+', '(' or '-'. Bytes from
+// 0x80 up (UTF-8) are never interesting.
+func swarInteresting(x uint64) bool {
+	ascii := ^x & highs
+	low := x &^ highs
+	// Bit 7 of each byte set where m < byte < n (bytes < 0x80).
+	between := func(m, n uint64) uint64 {
+		return (ones*(127+n) - low) & (low + ones*(127-m)) & ascii
+	}
+	zero := func(y uint64) uint64 { return (y - ones) &^ y & highs }
+	return between(0x30-1, 0x3A+1)|between(0x40-1, 0x5A+1)|zero(x^(ones*'+'))|zero(x^(ones*'('))|zero(x^(ones*'-')) != 0
 }
 
 // add appends a match, dropping it if it overlaps the previous one; an

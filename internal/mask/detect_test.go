@@ -46,6 +46,8 @@ func TestDetectors(t *testing.T) {
 		{"::1", "ipv6:::1"},
 		{"fe80::1%eth0", "ipv6:fe80::1"},
 		{"12:30:45 00:1a:2b:3c:4d:5e", ""},
+		{"10:20:30:40:50:60:70:80", "ipv6:10:20:30:40:50:60:70:80"},
+		{"at 2026-11-22 10:43:44.123+00 from 10.0.0.7", "ipv4:10.0.0.7"},
 		{"AKIAIOSFODNN7EXAMPLE", "aws_key_id:AKIAIOSFODNN7EXAMPLE"},
 		{"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
 		{"da39a3ee5e6b4b0d3255bfef95601890afd80709", ""},
@@ -123,4 +125,19 @@ func FuzzFind(f *testing.F) {
 			m.Apply(nil, v, ms, Action{Strategy: st})
 		}
 	})
+}
+
+// TestSWARMatchesTheTable: the eight-byte test agrees with the class table
+// on every byte in every position.
+func TestSWARMatchesTheTable(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		want := class[c]&(cDigit|cUpper|cTrig) != 0
+		for pos := 0; pos < 8; pos++ {
+			b := []byte("abcdefgh")
+			b[pos] = byte(c)
+			if got := maybeSensitive(b); got != want {
+				t.Fatalf("byte %#x at %d: %v, want %v", c, pos, got, want)
+			}
+		}
+	}
 }
