@@ -2,8 +2,8 @@ package mask
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/base64"
+	"encoding/binary"
 	"math"
 	"regexp"
 )
