@@ -113,6 +113,35 @@ func TestMaskingInResults(t *testing.T) {
 		})
 	}
 
+	// Every result column in binary format: text values carry the same
+	// bytes, and the masked int becomes NULL.
+	t.Run("binary", func(t *testing.T) {
+		rs, err := c.Query(ctx, q, pgx.QueryResultFormats{pgx.BinaryFormatCode})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got [][]string
+		for rs.Next() {
+			var id int32
+			var name, email, x, card, note string
+			var salary *int32
+			if err := rs.Scan(&id, &name, &email, &x, &card, &note, &salary); err != nil {
+				t.Fatal(err)
+			}
+			if rs.FieldDescriptions()[2].Format != pgx.BinaryFormatCode {
+				t.Fatal("the text column did not come in binary format")
+			}
+			sal := "NULL"
+			if salary != nil {
+				sal = fmt.Sprint(*salary)
+			}
+			got = append(got, []string{fmt.Sprint(id), name, email, x, card, note, sal})
+		}
+		if rs.Err() != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("binary rows %v, %v; want %v", got, rs.Err(), want)
+		}
+	})
+
 	// COPY TO STDOUT, with psql.
 	psql, err := exec.LookPath("psql")
 	if err != nil {
