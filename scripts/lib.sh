@@ -50,35 +50,27 @@ start_gatehouse() {
   GPID=$!; PIDS+=($GPID)
   for _ in $(seq 100); do [ -s "$gh/admin-token" ] && break; sleep 0.1; done
   export GATEHOUSE_SERVER=https://127.0.0.1:$APORT GATEHOUSE_CA=$gh/ca.pem
-  GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" apply -f - >/dev/null <<YAML
+  {
+    cat <<YAML
 kind: Identity
 name: bench
 type: service
 groups: [bench]
+YAML
+    # Three connections to the same target: plain, guarded, masked.
+    for name in "$db" "${db}_guarded" "${db}_masked"; do
+      cat <<YAML
 ---
 kind: Connection
-name: $db
+name: $name
 type: postgres
 address: 127.0.0.1:$PGPORT
 database: $db
 user: bench
 password: "$PW"
----
-kind: Connection
-name: ${db}_guarded
-type: postgres
-address: 127.0.0.1:$PGPORT
-database: $db
-user: bench
-password: "$PW"
----
-kind: Connection
-name: ${db}_masked
-type: postgres
-address: 127.0.0.1:$PGPORT
-database: $db
-user: bench
-password: "$PW"
+YAML
+    done
+    cat <<YAML
 ---
 kind: Policy
 name: guarded
@@ -98,5 +90,6 @@ rules:
     when: "true"
     mask: {columns: [public.pgbench_accounts.filler]}
 YAML
+  } | GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" apply -f - >/dev/null
   TOKEN=$(GATEHOUSE_TOKEN=$(cat "$gh/admin-token") "$WORK/gatehouse" token create --identity bench --ttl 24h)
 }
