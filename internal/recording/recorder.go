@@ -65,8 +65,8 @@ func (r *Recorder) Columns(names []byte) {
 	}
 	r.mu.Lock()
 	r.resultRows = 0
+	r.put(kindColumns, names)
 	r.mu.Unlock()
-	r.data(kindColumns, names, false)
 }
 
 // Row records one result row (row layout), within the caps.
@@ -106,11 +106,16 @@ func (r *Recorder) data(kind byte, p []byte, capped bool) {
 		r.resultRows++
 		r.keptBytes += int64(len(p))
 	}
+	r.put(kind, p)
+	r.mu.Unlock()
+}
+
+// put records p as one record of kind. Callers hold r.mu.
+func (r *Recorder) put(kind byte, p []byte) {
 	if b, ok := r.head(kind, len(p)); ok {
 		r.buf = append(b, p...)
 		r.full()
 	}
-	r.mu.Unlock()
 }
 
 // Done records the result of the oldest statement not yet finished.
