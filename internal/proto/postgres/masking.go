@@ -42,8 +42,10 @@ func parseFields(frame []byte) []field {
 // textTypes are types whose values are text in both formats (jsonb's
 // binary format adds a version byte first): content detectors read them,
 // and a masked string is a valid value of them.
-var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 18: true, 114: true, 3802: true,
-	142: true, 705: true, 2950: false}
+var textTypes = map[uint32]bool{25: true, 1043: true, 1042: true, 19: true, 18: true, 114: true, jsonbOID: true,
+	142: true, 705: true}
+
+const jsonbOID = 3802
 
 // colPlan is how one column of a result is masked.
 type colPlan struct {
@@ -53,6 +55,7 @@ type colPlan struct {
 	masked    int64          // values masked by the column rule, not yet counted
 	content   []*policy.Rule // rules whose detectors read it
 	text      bool
+	jsonb     bool // binary jsonb starts with a version byte
 }
 
 // rowPlan is how a result's rows are masked; nil columns pass unchanged.
@@ -119,7 +122,7 @@ func (s *session) planFor(p *pendingCmd) *rowPlan {
 	plan := &rowPlan{cols: make([]colPlan, len(fields)), rules: p.decision.Mask}
 	for i, f := range fields {
 		c := &plan.cols[i]
-		c.text = textTypes[f.typ]
+		c.text, c.jsonb = textTypes[f.typ], f.typ == jsonbOID
 		name, named := s.columns[f.col]
 		for _, r := range p.decision.Mask {
 			if named && c.whole == nil {
@@ -225,7 +228,7 @@ func (s *session) maskValue(masker *mask.Masker, c *colPlan, v []byte) (out []by
 		return m.val, false, true
 	}
 	prefix := 0
-	if len(v) > 0 && v[0] == 1 { // jsonb in binary: a version byte, then text
+	if c.jsonb && len(v) > 0 && v[0] == 1 { // jsonb in binary: a version byte, then text
 		prefix = 1
 	}
 	cur := v
