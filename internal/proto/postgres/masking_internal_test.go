@@ -8,6 +8,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/proto"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres/pgwire"
+	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 )
 
@@ -63,27 +64,20 @@ func validDataRow(t *testing.T, frame []byte, cols int) {
 	}
 }
 
+// dataRow frames values as a DataRow; a nil value is NULL.
+func dataRow(vals ...[]byte) []byte {
+	b := recording.AppendRow([]byte{pgwire.MsgDataRow, 0, 0, 0, 0}, vals...)
+	binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
+	return b
+}
+
 // FuzzMaskRow: whatever the row bytes, the masked output is a valid
 // DataRow of the same column count (or the row is left as it is).
 func FuzzMaskRow(f *testing.F) {
-	row := func(vals ...[]byte) []byte {
-		b := []byte{pgwire.MsgDataRow, 0, 0, 0, 0}
-		b = binary.BigEndian.AppendUint16(b, uint16(len(vals)))
-		for _, v := range vals {
-			if v == nil {
-				b = binary.BigEndian.AppendUint32(b, 0xFFFFFFFF)
-				continue
-			}
-			b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
-			b = append(b, v...)
-		}
-		binary.BigEndian.PutUint32(b[1:], uint32(len(b)-1))
-		return b
-	}
-	f.Add(row([]byte("mail a@example.com"), []byte("123-45-6789"), []byte("4111111111111111")))
-	f.Add(row(nil, nil, nil))
-	f.Add(row([]byte("x"), []byte(""), nil))
-	f.Add(row([]byte("x")))
+	f.Add(dataRow([]byte("mail a@example.com"), []byte("123-45-6789"), []byte("4111111111111111")))
+	f.Add(dataRow(nil, nil, nil))
+	f.Add(dataRow([]byte("x"), []byte(""), nil))
+	f.Add(dataRow([]byte("x")))
 	s, plan := fuzzPlan(f)
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		frame := append([]byte{pgwire.MsgDataRow, 0, 0, 0, 0}, payload...)
@@ -104,12 +98,7 @@ func FuzzMaskRow(f *testing.F) {
 
 func TestMaskRowKeepsFraming(t *testing.T) {
 	s, plan := fuzzPlan(t)
-	frame := []byte{pgwire.MsgDataRow, 0, 0, 0, 0, 0, 3}
-	for _, v := range []string{"mail a@example.com now", "123-45-6789", "4111111111111111"} {
-		frame = binary.BigEndian.AppendUint32(frame, uint32(len(v)))
-		frame = append(frame, v...)
-	}
-	binary.BigEndian.PutUint32(frame[1:], uint32(len(frame)-1))
+	frame := dataRow([]byte("mail a@example.com now"), []byte("123-45-6789"), []byte("4111111111111111"))
 	out := s.maskRow(frame, plan)
 	validDataRow(t, out, 3)
 	want := "mail [email] now|***-**-6789|NULL"
@@ -134,12 +123,7 @@ func TestMaskRowKeepsFraming(t *testing.T) {
 // column is masked whole, cost no allocation.
 func TestMaskRowAllocations(t *testing.T) {
 	s, plan := fuzzPlan(t)
-	frame := []byte{pgwire.MsgDataRow, 0, 0, 0, 0, 0, 3}
-	for _, v := range []string{"nothing to see", "123-45-6789", "42"} {
-		frame = binary.BigEndian.AppendUint32(frame, uint32(len(v)))
-		frame = append(frame, v...)
-	}
-	binary.BigEndian.PutUint32(frame[1:], uint32(len(frame)-1))
+	frame := dataRow([]byte("nothing to see"), []byte("123-45-6789"), []byte("42"))
 	s.maskRow(frame, plan) // warm the buffers
 	if n := testing.AllocsPerRun(200, func() { s.maskRow(frame, plan) }); n != 0 {
 		t.Errorf("maskRow allocates %.1f times per row", n)
