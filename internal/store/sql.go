@@ -551,6 +551,93 @@ func (s *sqlStore) MarkRecordingChunkAttested(ctx context.Context, session strin
 	return nil
 }
 
+// Reviews.
+
+func (s *sqlStore) CreateReview(ctx context.Context, r ReviewRecord) error {
+	err := s.Tx(ctx, func(st Store) error {
+		tx := st.(*sqlStore)
+		if ok, err := tx.exists(ctx, "reviews", "id", r.ID); err != nil {
+			return err
+		} else if ok {
+			return ErrConflict
+		}
+		_, err := tx.exec(ctx, "INSERT INTO reviews (id, kind, state, requester, connection, created, version, body) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+			r.ID, r.Kind, r.State, r.Requester, r.Connection, toNanos(r.Created), string(r.Body))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create review %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+const reviewCols = "id, kind, state, requester, connection, created, version, body"
+
+func scanReview(row interface{ Scan(...any) error }) (ReviewRecord, error) {
+	var r ReviewRecord
+	var created int64
+	var body string
+	err := row.Scan(&r.ID, &r.Kind, &r.State, &r.Requester, &r.Connection, &created, &r.Version, &body)
+	r.Created, r.Body = fromNanos(created), []byte(body)
+	return r, err
+}
+
+func (s *sqlStore) GetReview(ctx context.Context, id string) (ReviewRecord, error) {
+	r, err := scanReview(s.queryRow(ctx, "SELECT "+reviewCols+" FROM reviews WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("review %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("review %s: %w", id, err)
+	}
+	return r, nil
+}
+
+func (s *sqlStore) UpdateReview(ctx context.Context, r ReviewRecord) error {
+	res, err := s.exec(ctx, "UPDATE reviews SET state = ?, body = ?, version = version + 1 WHERE id = ? AND version = ?",
+		r.State, string(r.Body), r.ID, r.Version)
+	if err != nil {
+		return fmt.Errorf("update review %s: %w", r.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if ok, err := s.exists(ctx, "reviews", "id", r.ID); err != nil || !ok {
+			return fmt.Errorf("review %s: %w", r.ID, ErrNotFound)
+		}
+		return fmt.Errorf("update review %s: changed since read: %w", r.ID, ErrConflict)
+	}
+	return nil
+}
+
+func (s *sqlStore) ListReviews(ctx context.Context, f ReviewFilter) ([]ReviewRecord, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, v string }{{"kind", f.Kind}, {"requester", f.Requester}, {"connection", f.Connection}} {
+		if c.v != "" {
+			where, args = append(where, c.col+" = ?"), append(args, c.v)
+		}
+	}
+	if len(f.States) > 0 {
+		marks := strings.TrimSuffix(strings.Repeat("?, ", len(f.States)), ", ")
+		where = append(where, "state IN ("+marks+")")
+		for _, st := range f.States {
+			args = append(args, st)
+		}
+	}
+	q := "SELECT " + reviewCols + " FROM reviews"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created DESC, id"
+	if f.Limit > 0 {
+		q += " LIMIT " + strconv.Itoa(f.Limit)
+	}
+	rows, err := s.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list reviews: %w", err)
+	}
+	return collect(rows, scanReview)
+}
+
 // Tokens.
 
 func (s *sqlStore) CreateToken(ctx context.Context, t Token) error {

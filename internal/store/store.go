@@ -70,6 +70,29 @@ type RecordingChunk struct {
 	Body    []byte
 }
 
+// ReviewRecord is a review as stored: its JSON document (owned by package
+// review) and the fields lookups filter on. Version increases with every
+// update; UpdateReview succeeds only against the version it read.
+type ReviewRecord struct {
+	ID         string
+	Kind       string
+	State      string
+	Requester  string
+	Connection string
+	Created    time.Time
+	Version    int64
+	Body       []byte
+}
+
+// ReviewFilter selects reviews; empty fields match everything.
+type ReviewFilter struct {
+	Kind, Requester, Connection string
+	// States match any of the listed states.
+	States []string
+	// Limit caps the result, newest first (0: no cap).
+	Limit int
+}
+
 // Store is the persistence interface shared by every backend.
 type Store interface {
 	// Tx runs fn in one transaction: everything fn writes through the
@@ -115,6 +138,16 @@ type Store interface {
 	// chunk; UnattestedRecordingChunks returns a node's chunks without one.
 	MarkRecordingChunkAttested(ctx context.Context, session string, chunk, seq uint64) error
 	UnattestedRecordingChunks(ctx context.Context, node string) ([]RecordingChunk, error)
+
+	// CreateReview stores a new review (Version 1); an existing id is a
+	// conflict.
+	CreateReview(ctx context.Context, r ReviewRecord) error
+	GetReview(ctx context.Context, id string) (ReviewRecord, error)
+	// UpdateReview replaces a review whose stored version is r.Version,
+	// storing r.Version+1; another version is ErrConflict.
+	UpdateReview(ctx context.Context, r ReviewRecord) error
+	// ListReviews returns matching reviews, newest first.
+	ListReviews(ctx context.Context, f ReviewFilter) ([]ReviewRecord, error)
 
 	CreateToken(ctx context.Context, t Token) error
 	GetToken(ctx context.Context, id string) (Token, error)

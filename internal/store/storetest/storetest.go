@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Policies", testPolicies},
 		{"Audit", testAudit},
 		{"Recordings", testRecordings},
+		{"Reviews", testReviews},
 		{"Tokens", testTokens},
 		{"TxRollsBack", testTxRollsBack},
 		{"Meta", testMeta},
@@ -194,6 +195,55 @@ func testRecordings(t *testing.T, s store.Store) {
 	left, err := s.UnattestedRecordingChunks(ctx, "n1")
 	if err != nil || len(left) != 1 || left[0].Session != "s2" {
 		t.Errorf("UnattestedRecordingChunks = %+v, %v; want s2's chunk alone", left, err)
+	}
+}
+
+func testReviews(t *testing.T, s store.Store) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	for i, r := range []store.ReviewRecord{
+		{ID: "r1", Kind: "command", State: "pending", Requester: "alice", Connection: "db", Created: at, Body: []byte(`{"n":1}`)},
+		{ID: "r2", Kind: "access", State: "approved", Requester: "alice", Connection: "db", Created: at.Add(time.Second), Body: []byte(`{"n":2}`)},
+		{ID: "r3", Kind: "command", State: "denied", Requester: "bob", Connection: "db", Created: at.Add(2 * time.Second), Body: []byte(`{"n":3}`)},
+	} {
+		if err := s.CreateReview(ctx, r); err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+	}
+	if err := s.CreateReview(ctx, store.ReviewRecord{ID: "r1", Kind: "command", State: "pending", Body: []byte("{}")}); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("creating r1 twice = %v, want ErrConflict", err)
+	}
+	r1, err := s.GetReview(ctx, "r1")
+	if err != nil || r1.Version != 1 || r1.Requester != "alice" || string(r1.Body) != `{"n":1}` || !r1.Created.Equal(at) {
+		t.Fatalf("GetReview(r1) = %+v, %v", r1, err)
+	}
+	if _, err := s.GetReview(ctx, "r9"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetReview(r9) = %v, want ErrNotFound", err)
+	}
+	// Compare-and-swap: the first update wins, a second one from the
+	// same read is a conflict.
+	stale := r1
+	r1.State, r1.Body = "approved", []byte(`{"n":10}`)
+	if err := s.UpdateReview(ctx, r1); err != nil {
+		t.Fatal(err)
+	}
+	stale.State = "denied"
+	if err := s.UpdateReview(ctx, stale); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("update from a stale read = %v, want ErrConflict", err)
+	}
+	if err := s.UpdateReview(ctx, store.ReviewRecord{ID: "r9", Version: 1}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("update of r9 = %v, want ErrNotFound", err)
+	}
+	got, _ := s.GetReview(ctx, "r1")
+	if got.Version != 2 || got.State != "approved" || string(got.Body) != `{"n":10}` {
+		t.Errorf("after update: %+v", got)
+	}
+	list, err := s.ListReviews(ctx, store.ReviewFilter{Requester: "alice", States: []string{"approved", "pending"}})
+	if err != nil || len(list) != 2 || list[0].ID != "r2" || list[1].ID != "r1" {
+		t.Errorf("ListReviews(alice, approved|pending) = %+v, %v; want r2, r1", list, err)
+	}
+	list, err = s.ListReviews(ctx, store.ReviewFilter{Kind: "command", Limit: 1})
+	if err != nil || len(list) != 1 || list[0].ID != "r3" {
+		t.Errorf("ListReviews(command, limit 1) = %+v, %v; want r3", list, err)
 	}
 }
 
