@@ -33,6 +33,10 @@ const (
 	// TypeRecording attests a closed chunk of a session's recording: its
 	// number and the SHA-256 of its stored bytes.
 	TypeRecording = "recording"
+	// TypeReview records a change of a review: its request, each vote,
+	// and its end (approved, denied, expired, cancelled, executed);
+	// decision holds the change, review the review's id.
+	TypeReview = "review"
 	// TypeAdmin records a change through the API: apply, delete, token
 	// create and revoke; command says what.
 	TypeAdmin = "admin"
@@ -46,7 +50,7 @@ const (
 //	prev        SHA-256 (hex) of the previous event's canonical JSON; 64 zeros for seq 1
 //	time        UTC with nanoseconds, when the event was appended
 //	node        gateway node that wrote it
-//	type        login.failed, session.open, session.close, admin, command (written
+//	type        login.failed, session.open, session.close, admin, review, command (written
 //	            before the command is forwarded), result (written before the
 //	            client sees the result of a command that failed or was
 //	            refused; every result is in the session's recording) or
@@ -59,8 +63,12 @@ const (
 //	command     command text (statement text for SQL)
 //	ref         for a result: the seq of its command event (for a prepared
 //	            statement, the event of its Parse)
-//	decision    allow, block or review
+//	decision    allow, block or review; on review events the change:
+//	            requested, approve (a vote short of quorum), approved, denied,
+//	            expired, cancelled or executed
 //	rule        rule that decided ("" for the default)
+//	review      review id: on review events, and on the command event of a
+//	            statement that ran by a review's approval
 //	rows        rows returned or affected (recording: by the statements that
 //	            finished in the chunk)
 //	sqlstate    error code of a failed command ("" on success)
@@ -87,6 +95,7 @@ type Event struct {
 	Ref        uint64
 	Decision   string
 	Rule       string
+	Review     string
 	Rows       int64
 	SQLState   string
 	Error      string
@@ -122,6 +131,7 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	}
 	b = appendField(b, "decision", e.Decision)
 	b = appendField(b, "rule", e.Rule)
+	b = appendField(b, "review", e.Review)
 	if e.Type == TypeResult || e.Type == TypeRecording {
 		b = append(b, `,"rows":`...)
 		b = strconv.AppendInt(b, e.Rows, 10)

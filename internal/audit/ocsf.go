@@ -90,7 +90,7 @@ func OCSF(body []byte) (map[string]any, error) {
 		out["duration"] = e.DurationUS / 1000
 	}
 	unmapped := map[string]any{"gatehouse_type": e.Type, "seq": e.Seq, "prev": e.Prev, "node": e.Node}
-	for k, v := range map[string]any{"decision": e.Decision, "rule": e.Rule, "sqlstate": e.SQLState, "protocol": e.Protocol} {
+	for k, v := range map[string]any{"decision": e.Decision, "rule": e.Rule, "review": e.Review, "sqlstate": e.SQLState, "protocol": e.Protocol} {
 		if v != "" {
 			unmapped[k] = v
 		}

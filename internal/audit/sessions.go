@@ -29,6 +29,7 @@ type TimelineEntry struct {
 	Text     string    `json:"text,omitempty"`
 	Decision string    `json:"decision,omitempty"`
 	Rule     string    `json:"rule,omitempty"`
+	Review   string    `json:"review,omitempty"`
 	Rows     *int64    `json:"rows,omitempty"`
 	SQLState string    `json:"sqlstate,omitempty"`
 	Error    string    `json:"error,omitempty"`
@@ -59,6 +60,7 @@ type storedEvent struct {
 	Ref        uint64    `json:"ref"`
 	Decision   string    `json:"decision"`
 	Rule       string    `json:"rule"`
+	Review     string    `json:"review"`
 	Rows       *int64    `json:"rows"`
 	SQLState   string    `json:"sqlstate"`
 	Error      string    `json:"error"`
@@ -89,8 +91,11 @@ func Sessions(bodies [][]byte) []SessionSummary {
 				s.End, s.Reason = e.Time, "refused: "+e.Error
 			}
 		case TypeCommand:
+			if e.Review != "" && e.Ref > 0 {
+				break // the run, after approval, of a statement counted already
+			}
 			s.Statements++
-			if e.Decision != "allow" {
+			if e.Decision == "block" {
 				s.Refused++
 			}
 		case TypeSessionClose:
@@ -121,7 +126,7 @@ func Timeline(bodies [][]byte, session string) []TimelineEntry {
 				Decision: e.Decision, Rule: e.Rule, Error: e.Error})
 		case TypeCommand:
 			bySeq[e.Seq] = len(out)
-			out = append(out, TimelineEntry{Seq: e.Seq, Time: e.Time, Kind: "statement", Text: e.Command, Decision: e.Decision, Rule: e.Rule, Error: e.Error})
+			out = append(out, TimelineEntry{Seq: e.Seq, Time: e.Time, Kind: "statement", Text: e.Command, Decision: e.Decision, Rule: e.Rule, Review: e.Review, Error: e.Error})
 		case TypeResult:
 			i, ok := bySeq[e.Ref]
 			if !ok {

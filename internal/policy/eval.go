@@ -24,6 +24,9 @@ type Decision struct {
 	// default decided.
 	Rule    string
 	Message string
+	// Review is the deciding review rule's approval settings; nil for the
+	// defaults (and for other actions).
+	Review *resource.ReviewSpec
 }
 
 // Set is every compiled policy; it is immutable and safe for concurrent
@@ -146,7 +149,7 @@ func Evaluate(rules []*Rule, in *Input, def resource.RuleAction) Decision {
 		if reviewErr != "" {
 			msg = reviewErr
 		}
-		return Decision{Action: resource.ActionReview, Rule: review.Name, Message: msg}
+		return Decision{Action: resource.ActionReview, Rule: review.Name, Message: msg, Review: review.Review}
 	case allow != nil:
 		return Decision{Action: resource.ActionAllow, Rule: allow.Name}
 	}

@@ -109,7 +109,9 @@ type Rule struct {
 	// outcome for a statement's classification cannot be cached.
 	Volatile bool
 	// Mask is what an action: mask rule masks.
-	Mask    *Mask
+	Mask *Mask
+	// Review is an action: review rule's approval settings (nil: defaults).
+	Review  *resource.ReviewSpec
 	program cel.Program
 }
 
@@ -231,7 +233,7 @@ func compileRule(policy, name string, r resource.Rule) (*Rule, error) {
 		return nil, fmt.Errorf("policy %q rule %q: %w", policy, name, err)
 	}
 	rule := &Rule{Policy: policy, Name: policy + "/" + name, Action: r.Action, Message: r.Message,
-		Volatile: volatile(ast), program: prg}
+		Volatile: volatile(ast), Review: r.Review, program: prg}
 	if r.Mask != nil {
 		if rule.Mask, err = compileMask(policy, name, r.Mask); err != nil {
 			return nil, err

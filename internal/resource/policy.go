@@ -54,6 +54,9 @@ type Rule struct {
 	Message string `json:"message,omitempty" yaml:"message,omitempty"`
 	// Mask says what an action: mask rule masks, and how.
 	Mask *MaskSpec `json:"mask,omitempty" yaml:"mask,omitempty"`
+	// Review says who approves what an action: review rule holds, and
+	// for how long a review stays open.
+	Review *ReviewSpec `json:"review,omitempty" yaml:"review,omitempty"`
 
 	// Line is where the rule's condition sits in the applied manifest,
 	// for error messages; 0 when unknown.
@@ -78,6 +81,45 @@ type MaskSpec struct {
 	Keep int `json:"keep,omitempty" yaml:"keep,omitempty"`
 	// Label replaces redact's "[detector]".
 	Label string `json:"label,omitempty" yaml:"label,omitempty"`
+}
+
+// ReviewSpec is who approves a review rule's reviews and how.
+type ReviewSpec struct {
+	// Approvers are the groups whose members may approve or deny; empty
+	// means identities holding the admin role.
+	Approvers []string `json:"approvers,omitempty" yaml:"approvers,omitempty"`
+	// Quorum is how many distinct approvers must approve (default 1).
+	Quorum int `json:"quorum,omitempty" yaml:"quorum,omitempty"`
+	// Timeout is how long a review waits for a decision before it
+	// expires, and how long an approval not yet used stays valid
+	// (a Go duration such as "15m"; default 15m).
+	Timeout string `json:"timeout,omitempty" yaml:"timeout,omitempty"`
+	// MaxDuration caps the window an access grant may ask for (default 12h).
+	MaxDuration string `json:"maxDuration,omitempty" yaml:"maxDuration,omitempty"`
+	// EndSessions ends the sessions an access grant let open when the
+	// grant expires; otherwise they run on and only new ones are refused.
+	EndSessions bool `json:"endSessions,omitempty" yaml:"endSessions,omitempty"`
+}
+
+// Check validates a review spec.
+func (s *ReviewSpec) Check() error {
+	if s.Quorum < 0 || s.Quorum > 10 {
+		return fmt.Errorf("review.quorum %d: want 1 to 10", s.Quorum)
+	}
+	for _, g := range s.Approvers {
+		if err := ValidateName("review.approvers group", g); err != nil {
+			return err
+		}
+	}
+	for name, v := range map[string]string{"review.timeout": s.Timeout, "review.maxDuration": s.MaxDuration} {
+		if v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			return fmt.Errorf("%s %q: want a positive duration such as 15m or 8h", name, v)
+		}
+	}
+	return nil
 }
 
 // Selects reports whether the selector picks connection c.
@@ -139,7 +181,18 @@ func (p *Policy) Validate() error {
 			if r.Mask != nil {
 				return fmt.Errorf("policy %q: rule %q: mask is only for action mask", p.Name, r.Name)
 			}
+			if r.Review != nil {
+				if r.Action != ActionReview {
+					return fmt.Errorf("policy %q: rule %q: review is only for action review", p.Name, r.Name)
+				}
+				if err := r.Review.Check(); err != nil {
+					return fmt.Errorf("policy %q: rule %q: %w", p.Name, r.Name, err)
+				}
+			}
 		case ActionMask:
+			if r.Review != nil {
+				return fmt.Errorf("policy %q: rule %q: review is only for action review", p.Name, r.Name)
+			}
 			if r.Mask == nil || len(r.Mask.Detectors)+len(r.Mask.Patterns)+len(r.Mask.Columns) == 0 {
 				return fmt.Errorf("policy %q: rule %q: action mask needs mask.detectors, mask.patterns or mask.columns", p.Name, r.Name)
 			}
