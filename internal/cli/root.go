@@ -86,6 +86,8 @@ example GATEHOUSE_API_ADDR for --api-addr), then gatehouse.yaml.`,
 		newConnectCmd(),
 		newAuditCmd(),
 		newSessionsCmd(),
+		newReviewsCmd(),
+		newRequestCmd(),
 	)
 	return root
 }

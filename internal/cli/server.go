@@ -38,6 +38,7 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 			}
 			cfg.Log, cfg.Stdout, cfg.Version = log, cmd.OutOrStdout(), version()
 			cfg.MasterKey = os.Getenv("GATEHOUSE_MASTER_KEY")
+			cfg.ReviewWebhookSecret = os.Getenv("GATEHOUSE_REVIEW_WEBHOOK_SECRET")
 			if cfg.RecordingRows == 0 {
 				cfg.RecordingRows = -1 // the flag's 0 keeps none; the config's 0 is the default
 			}
@@ -69,6 +70,9 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.MarkHidden("unsafe-no-audit")
 	f.IntVar(&cfg.RecordingRows, "recording-rows", recording.DefaultRowsPerResult, "rows of each result kept in session recordings (0: none; the rest are counted)")
 	f.Int64Var(&cfg.RecordingSessionBytes, "recording-session-bytes", recording.DefaultSessionBytes, "row bytes kept in one session's recording (0: none; the rest are counted)")
+	f.StringVar(&cfg.ReviewWebhook, "review-webhook", "", "URL that receives every review change (JSON, signed with GATEHOUSE_REVIEW_WEBHOOK_SECRET)")
+	f.StringVar(&cfg.ReviewWebhookFormat, "review-webhook-format", "json", "review webhook body: json, or slack for a Slack incoming webhook")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "the API's URL as reviewers reach it, for links in notifications")
 	f.StringVar(&cfg.Node, "node", "", "node name in audit events (default: the host name)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")
@@ -76,7 +80,7 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringSliceVar(&cfg.Hostnames, "hostname", nil, "extra host names for the dev server certificate")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "recording-rows", "recording-session-bytes", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
+	for _, name := range []string{"data-dir", "store", "api-addr", "postgres-addr", "postgres-max-message", "recording-rows", "recording-session-bytes", "review-webhook", "review-webhook-format", "public-url", "node", "debug-addr", "master-key-file", "tls-cert", "tls-key", "hostname", "log-level", "log-format"} {
 		configFlag(f, name)
 	}
 	return cmd

@@ -142,8 +142,17 @@ func printStep(w io.Writer, start time.Time, e audit.TimelineEntry) {
 	default:
 		res := ""
 		switch {
+		case e.Decision == "review":
+			res = fmt.Sprintf("HELD for review by %s", e.Rule)
+			if e.SQLState != "" {
+				res += fmt.Sprintf(", then refused: %s", e.Error)
+			}
 		case e.Decision != "allow":
 			res = fmt.Sprintf("REFUSED by %s: %s", e.Rule, e.Error)
+		case e.Review != "" && e.SQLState != "":
+			res = fmt.Sprintf("approved in review %s; error %s: %s", e.Review, e.SQLState, e.Error)
+		case e.Review != "" && e.Rows != nil:
+			res = fmt.Sprintf("approved in review %s; %d rows", e.Review, *e.Rows)
 		case e.SQLState != "":
 			res = fmt.Sprintf("error %s: %s", e.SQLState, e.Error)
 		case e.Rows != nil:

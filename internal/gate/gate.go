@@ -5,6 +5,7 @@
 package gate
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/review"
 	"github.com/gatehouse-dev/gatehouse/internal/sqlparse"
 )
 
@@ -47,6 +49,17 @@ type Decision struct {
 	// with the values the mask rules' detectors find redacted. "" when it
 	// is the command's text unchanged.
 	Text string
+	// Review is the review that decided (Await), or that granted the
+	// access (Connect); Cancelled is set when the client cancelled the
+	// command or left while it waited.
+	Review    string
+	Cancelled bool
+	// Until is when the access grant that let a session open ends (zero
+	// when no grant was needed).
+	Until time.Time
+
+	review      *resource.ReviewSpec // the review rule's settings
+	endSessions bool                 // end the session at Until
 }
 
 // Command types.
@@ -107,6 +120,12 @@ type Session struct {
 	// detector name or "column schema.table.column"; the engine sets it
 	// before Close, which records it.
 	Masked map[string]int64
+
+	// End, set by the engine, ends the session with a message to its
+	// client (a grant ran out, the identity was revoked); it may be
+	// called from any goroutine.
+	End   func(reason string)
+	ender *time.Timer
 }
 
 // Auditor receives audit events; *audit.Log is one. Append returns the
@@ -127,6 +146,8 @@ type Gate struct {
 	// Masker masks result values; its key makes hash masking this
 	// gateway's own. Nil means a masker with no key.
 	Masker *mask.Masker
+	// Reviews keeps reviews and grants; nil refuses what needs review.
+	Reviews *review.Service
 
 	classifierOnce sync.Once
 	policies       atomic.Pointer[policy.Set]
@@ -155,20 +176,41 @@ func NewSessionID() string {
 }
 
 // Access decides whether an identity may open a session on a connection,
-// by the access rules (command.type == "connect") in force. It records
-// nothing: Connect does, and the API uses Access to show each identity the
+// by the access rules (command.type == "connect") in force and, where they
+// ask for review, the identity's live access grant. It records nothing:
+// Connect does, and the API uses Access to show each identity the
 // connections it may use.
 func (g *Gate) Access(id resource.Identity, c resource.Connection) Decision {
-	in := policy.Input{Identity: policyIdentity(id), Connection: policyConnection(c),
-		Command: policy.Command{Type: CommandConnect}, Time: policy.Now()}
-	d := fromPolicy(policy.Evaluate(g.Policies().For(c), &in, c.DefaultAction))
-	if d.Action == Review {
-		// Access grants arrive with reviews; until then a review at
-		// connect time refuses, so nothing opens unapproved.
-		d.Action = Block
-		d.Message = "access needs an approved grant (" + d.Message + "); this gateway cannot grant it yet"
+	d := g.accessPolicy(id, c)
+	if d.Action != Review {
+		return d
+	}
+	hint := " (" + d.Message + "): ask for one with: gatehouse request " + c.Name + " --for 1h --reason \"…\""
+	if g.Reviews == nil {
+		d.Action, d.Message = Block, "access to "+c.Name+" needs an approved grant"+hint+"; this gateway keeps no reviews"
+		return d
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	grant, ok, err := g.Reviews.Grant(ctx, id.Name, c.Name)
+	switch {
+	case err != nil:
+		g.Log.Error("look up access grant", "identity", id.Name, "connection", c.Name, "err", err)
+		d.Action, d.Message = Block, "access to "+c.Name+" needs an approved grant, and grants cannot be read now; try again"
+	case !ok:
+		d.Action, d.Message = Block, "access to "+c.Name+" needs an approved grant"+hint
+	default:
+		d.Action, d.Message = Allow, ""
+		d.Review, d.Until, d.endSessions = grant.ID, grant.Expires, grant.EndSessions
 	}
 	return d
+}
+
+// accessPolicy is the access rules' decision alone.
+func (g *Gate) accessPolicy(id resource.Identity, c resource.Connection) Decision {
+	in := policy.Input{Identity: policyIdentity(id), Connection: policyConnection(c),
+		Command: policy.Command{Type: CommandConnect}, Time: policy.Now()}
+	return fromPolicy(policy.Evaluate(g.Policies().For(c), &in, c.DefaultAction))
 }
 
 // Connect decides whether the session may open and records the decision.
@@ -180,11 +222,17 @@ func (g *Gate) Connect(s *Session) Decision {
 	s.prepared = sqlparse.Prepared{}
 	s.input = policy.Input{Identity: policyIdentity(s.Identity), Connection: policyConnection(s.Connection)}
 	e := g.event(s, audit.TypeSessionOpen)
-	e.Decision, e.Rule, e.Error = string(d.Action), d.Rule, d.Message
+	e.Decision, e.Rule, e.Error, e.Review = string(d.Action), d.Rule, d.Message, d.Review
 	g.Audit.Append(e)
 	if d.Action == Allow {
 		s.Rec = g.Recordings.Start(recording.Session{ID: s.ID, Identity: s.Identity.Name,
 			Connection: s.Connection.Name, Protocol: s.Protocol})
+		if d.endSessions && s.End != nil {
+			end := s.End
+			s.ender = time.AfterFunc(time.Until(d.Until), func() {
+				end("access grant " + d.Review + " to " + s.Connection.Name + " ended at " + d.Until.UTC().Format(time.RFC3339))
+			})
+		}
 	}
 	return d
 }
@@ -198,7 +246,7 @@ func policyConnection(c resource.Connection) policy.Connection {
 }
 
 func fromPolicy(d policy.Decision) Decision {
-	return Decision{Action: Action(d.Action), Rule: d.Rule, Message: d.Message}
+	return Decision{Action: Action(d.Action), Rule: d.Rule, Message: d.Message, review: d.Review}
 }
 
 // LoginFailed records a failed authentication; identity may be empty.
@@ -381,6 +429,9 @@ func (g *Gate) Close(s *Session, reason string) {
 			parts[i] = k + "=" + strconv.FormatInt(s.Masked[k], 10)
 		}
 		e.Masked = strings.Join(parts, ", ")
+	}
+	if s.ender != nil {
+		s.ender.Stop()
 	}
 	s.Rec.Close()
 	g.Audit.Append(e)

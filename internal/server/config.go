@@ -9,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/review"
 )
 
 // Defaults.
@@ -55,6 +57,14 @@ type Config struct {
 	// default; negative: none).
 	RecordingRows         int
 	RecordingSessionBytes int64
+	// ReviewWebhook receives every review change (POST, JSON, signed with
+	// ReviewWebhookSecret in X-Gatehouse-Signature); ReviewWebhookFormat
+	// is json (default) or slack. PublicURL is the API's address as
+	// reviewers reach it, for links.
+	ReviewWebhook       string
+	ReviewWebhookSecret string
+	ReviewWebhookFormat string
+	PublicURL           string
 	// Node names this gateway in audit events (default: the host name).
 	Node string
 	// MasterKey is a base64 master key given directly (for example from
@@ -109,6 +119,22 @@ func (c *Config) CheckAndSetDefaults() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("tls-cert and tls-key go together: give both or neither")
+	}
+	if c.ReviewWebhook != "" {
+		u, err := url.Parse(c.ReviewWebhook)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return errors.New("review-webhook: want an http(s) URL")
+		}
+		if c.ReviewWebhookSecret == "" && c.ReviewWebhookFormat != review.FormatSlack {
+			return errors.New("review-webhook needs a secret to sign with: set GATEHOUSE_REVIEW_WEBHOOK_SECRET")
+		}
+	}
+	switch c.ReviewWebhookFormat {
+	case "":
+		c.ReviewWebhookFormat = review.FormatJSON
+	case review.FormatJSON, review.FormatSlack:
+	default:
+		return fmt.Errorf("review-webhook-format %q: want json or slack", c.ReviewWebhookFormat)
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

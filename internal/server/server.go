@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/review"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/web"
@@ -38,6 +39,8 @@ type Gateway struct {
 	Audit      *audit.Log
 	Recordings *recording.Writer
 	Gate       *gate.Gate
+	Reviews    *review.Service
+	webhook    *review.Webhook
 
 	policies    *policyLoader
 	apiListener net.Listener
@@ -129,6 +132,13 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 			}
 		}()
 	}
+	g.Reviews = &review.Service{Store: g.Store, Audit: g.Gate.Audit.Append, Log: log}
+	if cfg.ReviewWebhook != "" {
+		g.webhook = &review.Webhook{URL: cfg.ReviewWebhook, Secret: []byte(cfg.ReviewWebhookSecret),
+			Format: cfg.ReviewWebhookFormat, PublicURL: cfg.PublicURL, Log: log}
+		g.Reviews.Notify = g.webhook
+	}
+	g.Gate.Reviews = g.Reviews
 	loader := &policyLoader{g: g}
 	g.policies = loader
 	if err := loader.reload(ctx); err != nil {
@@ -149,6 +159,8 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		AuditSync:       g.Audit.Sync,
 		RecordingSync:   g.Recordings.Sync,
 		Audit:           g.Audit.Append,
+		Reviews:         g.Reviews,
+		RequestAccess:   g.Gate.RequestAccess,
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("api listener: %w", err)
@@ -184,6 +196,11 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	go func() {
 		defer g.engineDone.Done()
 		loader.poll(engineCtx)
+	}()
+	g.engineDone.Add(1)
+	go func() {
+		defer g.engineDone.Done()
+		g.Reviews.Run(engineCtx, time.Second)
 	}()
 	for _, e := range engines {
 		l := g.listeners[e.Name()]
@@ -254,6 +271,9 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.engineCancel()
 	g.engineDone.Wait()
 	g.Recordings.Close() // its chunks' events go into the audit log
+	if g.webhook != nil {
+		g.webhook.Close(ctx)
+	}
 	if aerr := g.Audit.Close(); err == nil {
 		err = aerr
 	}

@@ -379,3 +379,14 @@ func (w *walker) function(i int, fc *pg.FuncCall) {
 		s.Dangerous = true
 	}
 }
+
+// Fingerprint identifies a PostgreSQL statement's shape, the same for
+// statements that differ only in constants (pg_query's fingerprint, as
+// pg_stat_statements-style tools use); "" when the text does not parse.
+func Fingerprint(text string) string {
+	fp, err := pg.Fingerprint(text)
+	if err != nil {
+		return ""
+	}
+	return fp
+}

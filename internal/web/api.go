@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/review"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -50,6 +51,10 @@ type API struct {
 	RecordingSync func()
 	// Audit records administrative changes (nil: not recorded).
 	Audit func(audit.Event) uint64
+	// Reviews keeps reviews and grants (nil: the review routes answer
+	// 501); RequestAccess opens an access review.
+	Reviews       *review.Service
+	RequestAccess RequestAccessFunc
 }
 
 // route is one API endpoint and the role it requires. A zero role means
@@ -81,6 +86,12 @@ func (a *API) routes() []route {
 		{"GET /api/v1/identities/{name}", resource.RoleAdmin, a.getIdentity},
 		{"DELETE /api/v1/identities/{name}", resource.RoleAdmin, a.deleteIdentity},
 		{"GET /api/v1/groups", resource.RoleAdmin, a.listGroups},
+		{"GET /api/v1/reviews", resource.RoleUser, a.listReviews},
+		{"POST /api/v1/reviews", resource.RoleUser, a.requestAccess},
+		{"GET /api/v1/reviews/{id}", resource.RoleUser, a.getReview},
+		{"POST /api/v1/reviews/{id}/approve", resource.RoleUser, a.approveReview},
+		{"POST /api/v1/reviews/{id}/deny", resource.RoleUser, a.denyReview},
+		{"POST /api/v1/reviews/{id}/cancel", resource.RoleUser, a.cancelReview},
 		{"POST /api/v1/tokens", resource.RoleUser, a.createToken},
 		{"GET /api/v1/tokens", resource.RoleUser, a.listTokens},
 		{"DELETE /api/v1/tokens/{id}", resource.RoleUser, a.revokeToken},

@@ -16,6 +16,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/policy"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/review"
 	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -60,8 +61,9 @@ func newFixture(t *testing.T) *fixture {
 	var rec store.Token
 	f.revoked, rec = mint("alice", resource.RoleAdmin, 0, time.Now())
 	st.RevokeToken(ctx, rec.ID, time.Now())
-	g := &gate.Gate{}
-	f.api = &API{Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
+	g := &gate.Gate{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	g.Reviews = &review.Service{Store: st}
+	f.api = &API{Reviews: g.Reviews, RequestAccess: g.RequestAccess, Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Access: func(id resource.Identity, c resource.Connection) bool { return g.Access(id, c).Action == gate.Allow },
 		PoliciesChanged: func(ctx context.Context) error {
@@ -125,6 +127,14 @@ var wantRoles = map[string]resource.Role{
 	"POST /api/v1/tokens":               resource.RoleUser,
 	"GET /api/v1/tokens":                resource.RoleUser,
 	"DELETE /api/v1/tokens/{id}":        resource.RoleUser,
+	// Reviews check who may see and decide each review themselves
+	// (TestReviewsAuthorization).
+	"GET /api/v1/reviews":               resource.RoleUser,
+	"POST /api/v1/reviews":              resource.RoleUser,
+	"GET /api/v1/reviews/{id}":          resource.RoleUser,
+	"POST /api/v1/reviews/{id}/approve": resource.RoleUser,
+	"POST /api/v1/reviews/{id}/deny":    resource.RoleUser,
+	"POST /api/v1/reviews/{id}/cancel":  resource.RoleUser,
 }
 
 // TestEveryRouteAuthenticates walks the route table, so a route added later

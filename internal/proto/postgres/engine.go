@@ -163,6 +163,12 @@ func (e *Engine) trackLogin(c net.Conn, on bool) bool {
 	return true
 }
 
+func (e *Engine) isStopping() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stopping
+}
+
 func (e *Engine) closeAll() {
 	e.mu.Lock()
 	defer e.mu.Unlock()

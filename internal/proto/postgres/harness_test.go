@@ -46,7 +46,10 @@ type env struct {
 	targetPW   string
 	alice, eve string // tokens: alice may use appdb, eve may not
 	bob        string // token of a dba whose results are not masked (group unmasked)
+	carol      string // token of another dba
 	expired    string
+	// hooks receives the gateway's review webhook deliveries.
+	hooks *hookReceiver
 }
 
 var (
@@ -84,11 +87,10 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	}
 	e.dataDir = dir
 	cfg.DataDir, cfg.APIAddr, cfg.PostgresAddr = dir, "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	if os.Getenv("GATEHOUSE_TEST_LOG") != "" {
-		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
+	cfg.Log = quietLog()
 	cfg.Stdout = io.Discard
+	e.hooks = newHookReceiver()
+	cfg.ReviewWebhook, cfg.ReviewWebhookSecret = e.hooks.url, hookSecret
 	if e.gw, err = server.Start(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -96,6 +98,7 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	st.PutIdentity(ctx, resource.Identity{Name: "alice", Type: resource.IdentityUser, Groups: []string{"dba"}})
 	st.PutIdentity(ctx, resource.Identity{Name: "eve", Type: resource.IdentityUser})
 	st.PutIdentity(ctx, resource.Identity{Name: "bob", Type: resource.IdentityUser, Groups: []string{"dba", "unmasked"}})
+	st.PutIdentity(ctx, resource.Identity{Name: "carol", Type: resource.IdentityUser, Groups: []string{"dba"}})
 	put := func(name, addr string) error {
 		sealed, err := e.gw.MasterKey.Seal([]byte(e.targetPW), secret.ConnectionAAD(name))
 		if err != nil {
@@ -110,8 +113,10 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	if err := put("guarded", pg.Addr()); err != nil {
 		return nil, err
 	}
-	if err := put("masked", pg.Addr()); err != nil {
-		return nil, err
+	for _, name := range []string{"masked", "reviewed", "reviewed-quorum", "reviewed-fast", "granted"} {
+		if err := put(name, pg.Addr()); err != nil {
+			return nil, err
+		}
 	}
 	port, _ := testenv.FreePort()
 	if err := put("deadtarget", fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
@@ -136,6 +141,7 @@ func newEnv(pg *testenv.PostgresServer, cfg server.Config) (*env, error) {
 	}
 	e.alice = mint("alice", time.Hour, time.Now())
 	e.bob = mint("bob", time.Hour, time.Now())
+	e.carol = mint("carol", time.Hour, time.Now())
 	e.eve = mint("eve", time.Hour, time.Now())
 	e.expired = mint("alice", time.Minute, time.Now().Add(-time.Hour))
 	return e, nil
@@ -175,7 +181,51 @@ rules:
     action: mask
     when: '!("unmasked" in identity.groups)'
     mask: {columns: [public.people.ssn, public.people.salary], strategy: partial, keep: 4}
+---
+kind: Policy
+name: reviews
+connections: {names: [reviewed]}
+rules:
+  - name: unbounded-writes
+    action: review
+    when: command.sql.statements.exists(s, s.kind in ["UPDATE", "DELETE"] && !s.has_where)
+    review: {approvers: [dba], timeout: 60s}
+---
+kind: Policy
+name: reviews-quorum
+connections: {names: [reviewed-quorum]}
+rules:
+  - name: unbounded-writes
+    action: review
+    when: command.sql.statements.exists(s, s.kind in ["UPDATE", "DELETE"] && !s.has_where)
+    review: {approvers: [dba], quorum: 2, timeout: 60s}
+---
+kind: Policy
+name: reviews-fast
+connections: {names: [reviewed-fast]}
+rules:
+  - name: unbounded-writes
+    action: review
+    when: command.sql.statements.exists(s, s.kind in ["UPDATE", "DELETE"] && !s.has_where)
+    review: {approvers: [dba], timeout: 2s}
+---
+kind: Policy
+name: grants
+connections: {names: [granted]}
+rules:
+  - name: needs-grant
+    action: review
+    when: command.type == "connect"
+    review: {approvers: [dba], maxDuration: 1h, endSessions: true}
 `
+
+// quietLog discards the gateway's log, unless GATEHOUSE_TEST_LOG is set.
+func quietLog() *slog.Logger {
+	if os.Getenv("GATEHOUSE_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // dsn is a client connection string to the gateway.
 func (e *env) dsn(token, connection, sslmode string) string {
@@ -252,8 +302,14 @@ func (e *env) cli(t *testing.T, args ...string) (int, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return e.cliAs(t, strings.TrimSpace(string(admin)), args...)
+}
+
+// cliAs runs the gatehouse CLI with a token.
+func (e *env) cliAs(t *testing.T, token string, args ...string) (int, string) {
+	t.Helper()
 	var out strings.Builder
-	args = append(args, "--server", "https://"+e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem"), "--token", strings.TrimSpace(string(admin)))
+	args = append(args, "--server", "https://"+e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem"), "--token", token)
 	code := cli.Run(context.Background(), args, nil, &out, &out)
 	return code, out.String()
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -28,6 +29,11 @@ type session struct {
 	targetAddr           string
 	targetPID, targetKey uint32
 	cancelable           bool
+
+	// in reads the client; waiting cancels the review a held statement
+	// waits on (nil when none waits).
+	in      *clientReader
+	waiting atomic.Pointer[context.CancelCauseFunc]
 
 	clientMu   sync.Mutex // serialises writes to the client
 	closeOnce  sync.Once
@@ -94,6 +100,9 @@ type statement struct {
 	name     string
 	text     string
 	decision gate.Decision
+	// params are a portal's bound values as a reviewer reads them, kept
+	// only for statements that need review.
+	params string
 }
 
 // pendingCmd is a statement sent and not yet answered.
@@ -154,6 +163,7 @@ func (s *session) front() *pendingCmd {
 func (s *session) run() {
 	s.stmts, s.portals, s.intern = map[string]statement{}, map[string]statement{}, map[string]string{}
 	s.describedKeys = map[string]bool{}
+	s.in = &clientReader{conn: s.client}
 	done := make(chan string, 1)
 	go func() {
 		reason := s.serverToClient()
@@ -177,15 +187,28 @@ func (s *session) run() {
 func (s *session) closeBoth() {
 	s.closeOnce.Do(func() {
 		s.client.Close()
-		s.target.Close()
+		// A grant's end may close a session still logging in.
+		s.mu.Lock()
+		t := s.target
+		s.mu.Unlock()
+		if t != nil {
+			t.Close()
+		}
 	})
 }
 
-// shutdown ends the session because the gateway is stopping.
+// shutdown ends the session because the gateway is stopping. A review the
+// session waits on stays pending.
 func (s *session) shutdown() {
+	s.cancelWait(gate.ErrStopping)
+	s.end(codeAdminShutdown, "terminating connection: the gateway is shutting down")
+}
+
+// end sends the client a FATAL error and closes the session.
+func (s *session) end(code, msg string) {
 	s.clientMu.Lock()
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
-	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, codeAdminShutdown, "terminating connection: the gateway is shutting down", "", ""))
+	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, code, msg, "", ""))
 	s.clientMu.Unlock()
 	s.closeBoth()
 }
@@ -200,7 +223,7 @@ func holdAll(byte) bool { return true }
 // clientToServer forwards client messages, judging each statement on the
 // way. It returns why the client side ended ("" when the target ended it).
 func (s *session) clientToServer() string {
-	ch := pgwire.NewChunker(s.client, s.opts.BufferSize, s.opts.MaxMessageBytes, holdClient)
+	ch := pgwire.NewChunker(s.in, s.opts.BufferSize, s.opts.MaxMessageBytes, holdClient)
 	visit := s.visitClient
 	for {
 		run, err := ch.Next(visit)
@@ -212,6 +235,17 @@ func (s *session) clientToServer() string {
 		if sub, ok := err.(*substitute); ok {
 			ch.Discard()
 			if _, werr := s.target.Write(sub.with); werr != nil {
+				return ""
+			}
+			continue
+		}
+		if h, ok := err.(*held); ok {
+			ch.Discard()
+			out := s.awaitReview(h)
+			if out == nil {
+				return "client disconnected while a statement waited for review"
+			}
+			if _, werr := s.target.Write(out); werr != nil {
 				return ""
 			}
 			continue
@@ -242,7 +276,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 			return err
 		}
 		s.sent = 0
-		return s.simpleQuery(s.internText(text))
+		return s.simpleQuery(s.internText(text), frame)
 	case pgwire.MsgFunctionCall:
 		// The fast-path protocol calls a function by OID, with no SQL
 		// to classify: the gate judges it as text the parser rejects
@@ -250,8 +284,8 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		if len(frame) < pgwire.HeaderLen+4 {
 			return &pgwire.ProtocolError{Msg: "invalid FunctionCall message"}
 		}
-		return s.simpleQuery("-- fast-path FunctionCall of function OID " +
-			strconv.FormatUint(uint64(binary.BigEndian.Uint32(frame[pgwire.HeaderLen:])), 10) + "\n<FunctionCall>")
+		return s.simpleQuery("-- fast-path FunctionCall of function OID "+
+			strconv.FormatUint(uint64(binary.BigEndian.Uint32(frame[pgwire.HeaderLen:])), 10)+"\n<FunctionCall>", frame)
 	case pgwire.MsgParse:
 		name, text, err := pgwire.ParseFields(frame)
 		if err != nil {
@@ -260,7 +294,7 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		sql := s.internText(text)
 		d := s.decide(sql)
 		s.sent++
-		if d.Action != gate.Allow {
+		if d.Action == gate.Block {
 			delete(s.stmts, string(name))
 			s.gs.Rec.Statement(recorded(sql, d), d.Event)
 			s.push(pendingCmd{kind: kindBlockedParse, text: sql, start: time.Now(), decision: d,
@@ -277,7 +311,13 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 			return err
 		}
 		s.sent++
-		s.portals[string(portal)] = s.stmts[string(stmt)]
+		st := s.stmts[string(stmt)]
+		if st.decision.Action == gate.Review {
+			if v, ok := pgwire.BindValues(frame); ok {
+				st.params = describeParams(v)
+			}
+		}
+		s.portals[string(portal)] = st
 		if s.masking {
 			delete(s.describedKeys, "P:"+string(portal))
 		}
@@ -304,7 +344,6 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 		}
 		s.sent++
 		st := s.portals[string(portal)]
-		s.gs.Rec.Statement(recorded(st.text, st.decision), st.decision.Event)
 		p := pendingCmd{kind: kindExecute, text: st.text, decision: st.decision, start: time.Now()}
 		if s.masking {
 			// Only a Describe since the portal or statement was defined
@@ -316,6 +355,10 @@ func (s *session) visitClient(frame []byte, whole bool) error {
 				p.stmtKey = k
 			}
 		}
+		if st.decision.Action == gate.Review {
+			return hold(frame, p, st.params)
+		}
+		s.gs.Rec.Statement(recorded(st.text, st.decision), st.decision.Event)
 		s.push(p)
 	case pgwire.MsgSync:
 		s.sent = 0
@@ -361,11 +404,14 @@ func (s *session) recordData(frame []byte, whole, fromClient bool) {
 
 // simpleQuery judges a message answered by ReadyForQuery (Query,
 // FunctionCall) and queues it; a refused one is replaced by a stand-in
-// the server fails.
-func (s *session) simpleQuery(text string) error {
+// the server fails, one that needs review is held.
+func (s *session) simpleQuery(text string, frame []byte) error {
 	d := s.decide(text)
-	s.gs.Rec.Statement(recorded(text, d), d.Event)
 	p := pendingCmd{kind: kindSimple, text: text, start: time.Now(), decision: d}
+	if d.Action == gate.Review {
+		return hold(frame, p, "")
+	}
+	s.gs.Rec.Statement(recorded(text, d), d.Event)
 	if d.Action == gate.Allow {
 		s.push(p)
 		return nil
@@ -389,17 +435,18 @@ func (s *session) decide(sql string) gate.Decision {
 	return s.engine.deps.Gate.Decide(s.gs, &gate.Command{Type: gate.CommandQuery, Text: sql, LegacyStrings: s.legacyStrings.Load()})
 }
 
-// refusal is the ErrorResponse a client gets for a refused statement.
+// refusal is the ErrorResponse a client gets for a refused statement:
+// 42501, or 57014 when the client cancelled it while it waited for review.
 func refusal(d gate.Decision) []byte {
-	msg := "gatehouse refused this statement: " + d.Message
-	if d.Action == gate.Review {
-		msg = "gatehouse: this statement needs approval (" + d.Message + "), and this gateway cannot take reviews yet"
+	code, msg := codeInsufficientPrivilege, "gatehouse refused this statement: "+d.Message
+	if d.Cancelled {
+		code, msg = codeQueryCanceled, "canceling statement: "+d.Message
 	}
 	detail := ""
 	if d.Rule != "" {
 		detail = "policy rule " + d.Rule
 	}
-	return pgwire.AppendError(nil, pgwire.SeverityError, codeInsufficientPrivilege, msg, detail, "")
+	return pgwire.AppendError(nil, pgwire.SeverityError, code, msg, detail, "")
 }
 
 // internText returns the statement as a string, sharing one copy among

@@ -169,6 +169,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	s.gs = &gate.Session{
 		ID: gate.NewSessionID(), Identity: principal.Identity, Connection: rec.Connection,
 		Protocol: "postgres", Client: remote, Start: time.Now(),
+		End: func(reason string) { s.end(codeAdminShutdown, "terminating connection: "+reason) },
 	}
 	if d := e.deps.Gate.Connect(s.gs); d.Action != gate.Allow {
 		return s, fatal(codeInvalidAuthSpec, "access to connection %q denied: %s", connName, d.Message)
@@ -180,7 +181,9 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 		e.deps.Gate.Close(s.gs, "target login failed: "+err.Error())
 		return s, err
 	}
+	s.mu.Lock()
 	s.target = target.conn
+	s.mu.Unlock()
 	s.targetAddr, s.targetPID, s.targetKey, s.cancelable = target.addr, target.pid, target.key, target.cancelable
 	s.legacyStrings.Store(target.params["standard_conforming_strings"] == "off")
 	s.masking, s.columns = masking, target.columns
@@ -242,6 +245,10 @@ func readPassword(r io.Reader) (string, error) {
 // when the key matches. Like PostgreSQL, it never answers.
 func (e *Engine) cancel(pid, key uint32) {
 	s := e.lookup(pid, key)
+	if s != nil && s.cancelWait(gate.ErrClientCancelled) {
+		e.deps.Log.Info("postgres: cancel withdrew a statement waiting for review", "session", s.gs.ID)
+		return
+	}
 	if s == nil || !s.cancelable {
 		return
 	}

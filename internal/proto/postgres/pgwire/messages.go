@@ -317,6 +317,15 @@ func AppendQuery(b []byte, sql string) []byte {
 	return finish(b, at)
 }
 
+// AppendExecute builds an Execute of portal, returning at most maxRows
+// rows (0: all).
+func AppendExecute(b []byte, portal string, maxRows uint32) []byte {
+	b, at := begin(b, MsgExecute)
+	b = append(append(b, portal...), 0)
+	b = binary.BigEndian.AppendUint32(b, maxRows)
+	return finish(b, at)
+}
+
 // AppendParse builds a Parse of sql as statement name, with no parameter
 // types.
 func AppendParse(b []byte, name []byte, sql string) []byte {
