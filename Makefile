@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzStatements ./internal/recording
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFind ./internal/mask
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzMaskRow ./internal/proto/postgres
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDescribeParams ./internal/proto/postgres
 
 clean:
 	rm -rf bin

@@ -240,7 +240,7 @@ func Timeline(events []audit.TimelineEntry, stmts []Statement) []audit.TimelineE
 		var base *audit.TimelineEntry
 		if i, ok := bySeq[s.Ref]; ok {
 			base = &events[i]
-			e.Decision, e.Rule = base.Decision, base.Rule
+			e.Decision, e.Rule, e.Review = base.Decision, base.Rule, base.Review
 		}
 		switch {
 		case s.Done:

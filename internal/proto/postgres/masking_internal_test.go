@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/gate"
@@ -130,5 +131,37 @@ func TestMaskRowAllocations(t *testing.T) {
 	}
 	if plan.cols[1].masked == 0 {
 		t.Error("the column rule's masking was not counted")
+	}
+}
+
+// FuzzDescribeParams: any Bind values, well formed or not, are described
+// without panicking, and each value a well-formed list holds appears.
+func FuzzDescribeParams(f *testing.F) {
+	f.Add(recording.AppendRow(nil, []byte("7"), nil, []byte{0, 0, 0, 42}))
+	f.Add([]byte{0, 2, 0xff, 0xff, 0xff, 0xff})
+	f.Add([]byte{0, 1, 0x7f, 0xff, 0xff, 0xff, 'x'})
+	f.Fuzz(func(t *testing.T, values []byte) {
+		out := describeParams(values)
+		if len(values) >= 2 && values[0] == 0 && values[1] == 1 && len(values) >= 6 {
+			if !strings.HasPrefix(out, "$1 = ") {
+				t.Errorf("describeParams(%x) = %q, want it to start with $1", values, out)
+			}
+		}
+	})
+}
+
+func TestDescribeParams(t *testing.T) {
+	for _, tt := range []struct {
+		values []byte
+		want   string
+	}{
+		{recording.AppendRow(nil, []byte("7"), nil, []byte("it's")), "$1 = '7', $2 = NULL, $3 = 'it''s'"},
+		{recording.AppendRow(nil, []byte{0, 0, 0, 42}), `$1 = '\x0000002a' (binary)`},
+		{[]byte{0, 1, 0, 0, 0, 9, 'x'}, "$1 = (malformed)"},
+		{nil, ""},
+	} {
+		if got := describeParams(tt.values); got != tt.want {
+			t.Errorf("describeParams(%x) = %q, want %q", tt.values, got, tt.want)
+		}
 	}
 }

@@ -145,6 +145,10 @@ func describeParams(values []byte) string {
 			b.WriteString("NULL")
 			continue
 		}
+		if int(l) > len(values)-p {
+			b.WriteString("(malformed)")
+			break
+		}
 		v := values[p : p+int(l)]
 		p += int(l)
 		if utf8.Valid(v) && !strings.ContainsFunc(string(v), func(r rune) bool { return r < ' ' && r != '\n' && r != '\t' }) {

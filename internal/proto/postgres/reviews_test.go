@@ -182,6 +182,13 @@ func TestReviewPsqlApproved(t *testing.T) {
 	if strings.Join(story, " ") != "review:requested review:approved review:executed command:allow" {
 		t.Errorf("audit events of review %s: %v", id, story)
 	}
+	// The session's timeline shows the statement held, then its approved run.
+	session := e.reviewState(t, id).Session
+	e.waitClosed(t, session)
+	if code, out := e.cli(t, "sessions", "show", session); code != 0 || !strings.Contains(out, "HELD for review by reviews/unbounded-writes") ||
+		!strings.Contains(out, "approved in review "+id+"; 3 rows") {
+		t.Errorf("sessions show %s:\n%s", session, out)
+	}
 }
 
 // TestReviewPgx drives the extended protocol: an approved UPDATE's row
