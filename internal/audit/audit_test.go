@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/mod/sumdb/note"
 
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -199,6 +200,13 @@ func TestVerifyNamesTampering(t *testing.T) {
 			_, err := db.Exec(`DELETE FROM audit_events WHERE seq >= 13`)
 			return err
 		}, ProblemTailMissing, 13},
+		{"flip a bit of a compressed run", func(db *sql.DB) error {
+			var z []byte
+			db.QueryRow(`SELECT zbody FROM audit_events WHERE seq = 13`).Scan(&z)
+			z[len(z)/2] ^= 1
+			_, err := db.Exec(`UPDATE audit_events SET zbody = ? WHERE seq = 13`, z)
+			return err
+		}, ProblemModified, 13},
 		{"corrupt a checkpoint signature", func(db *sql.DB) error {
 			var n string
 			db.QueryRow(`SELECT note FROM audit_checkpoints ORDER BY size LIMIT 1`).Scan(&n)
@@ -231,6 +239,11 @@ func TestVerifyNamesTampering(t *testing.T) {
 			db.QueryRow(`SELECT count(*) FROM audit_events`).Scan(&rows)
 			if rows != 5 {
 				t.Fatalf("the log is stored in %d rows, want 5", rows)
+			}
+			if !strings.Contains(tt.name, "compressed") {
+				// The runs are stored compressed; the tampering above
+				// edits them as text.
+				decompressRuns(t, db)
 			}
 			if err := tt.tamper(db); err != nil {
 				t.Fatal(err)
@@ -561,5 +574,37 @@ func TestSessionsAndTimeline(t *testing.T) {
 	if len(tl) != 4 || tl[0].Kind != "open" || tl[1].Text != "SELECT 1" || tl[1].Rows == nil || *tl[1].Rows != 1 ||
 		tl[1].DurationUS != 1500 || tl[2].Decision != "block" || tl[2].SQLState != "42501" || tl[3].Kind != "close" {
 		t.Errorf("timeline = %+v", tl)
+	}
+}
+
+// decompressRuns rewrites every stored run as plain text, as a tamperer
+// with a zstd tool would.
+func decompressRuns(t *testing.T, db *sql.DB) {
+	t.Helper()
+	rows, err := db.Query(`SELECT seq, zbody FROM audit_events WHERE zbody IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := map[int64][]byte{}
+	dec, _ := zstd.NewReader(nil)
+	defer dec.Close()
+	for rows.Next() {
+		var seq int64
+		var z []byte
+		if err := rows.Scan(&seq, &z); err != nil {
+			t.Fatal(err)
+		}
+		if plain[seq], err = dec.DecodeAll(z, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows.Close()
+	if len(plain) == 0 {
+		t.Fatal("no compressed runs stored")
+	}
+	for seq, body := range plain {
+		if _, err := db.Exec(`UPDATE audit_events SET body = ?, zbody = NULL WHERE seq = ?`, string(body), seq); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 )
@@ -393,16 +396,19 @@ func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) e
 				size += 1 + len(events[n].Body)
 				n++
 			}
-			var body strings.Builder // one allocation of the run's size, no copy after
-			body.Grow(size)
+			run := auditRunPool.Get().(*[]byte)
+			body := (*run)[:0]
 			for i, e := range events[:n] {
 				if i > 0 {
-					body.WriteByte('\n')
+					body = append(body, '\n')
 				}
-				body.Write(e.Body)
+				body = append(body, e.Body...)
 			}
-			if _, err := tx.exec(ctx, "INSERT INTO audit_events (node, seq, last_seq, body) VALUES (?, ?, ?, ?)",
-				node, int64(events[0].Seq), int64(events[n-1].Seq), body.String()); err != nil {
+			z := auditEncoder.EncodeAll(body, make([]byte, 0, len(body)/4))
+			*run = body
+			auditRunPool.Put(run)
+			if _, err := tx.exec(ctx, "INSERT INTO audit_events (node, seq, last_seq, body, zbody) VALUES (?, ?, ?, '', ?)",
+				node, int64(events[0].Seq), int64(events[n-1].Seq), z); err != nil {
 				return fmt.Errorf("append audit events %s/%d…%d: %w", node, events[0].Seq, events[n-1].Seq, err)
 			}
 			events = events[n:]
@@ -413,15 +419,36 @@ func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) e
 
 const auditRunBytes = 1 << 20
 
-// auditRows splits stored runs into events.
+// Runs are compressed with zstd at its fastest level; one encoder and one
+// decoder serve every store (EncodeAll and DecodeAll are safe for
+// concurrent use), and run buffers are reused.
+var (
+	auditEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	auditDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(4*auditRunBytes))
+	auditRunPool    = sync.Pool{New: func() any { b := make([]byte, 0, auditRunBytes); return &b }}
+)
+
+const auditCols = "node, seq, last_seq, body, zbody"
+
+// auditRows splits stored runs into events. A compressed run that does not
+// decompress is handed over as one line of its raw bytes, for verify to
+// name as modified.
 func auditRows(rows *sql.Rows, after uint64, limit int) ([]AuditEvent, error) {
 	defer rows.Close()
 	var out []AuditEvent
 	for rows.Next() {
 		var node, body string
+		var z []byte
 		var seq, last int64
-		if err := rows.Scan(&node, &seq, &last, &body); err != nil {
+		if err := rows.Scan(&node, &seq, &last, &body, &z); err != nil {
 			return nil, err
+		}
+		if len(z) > 0 {
+			plain, err := auditDecoder.DecodeAll(z, nil)
+			if err != nil {
+				plain = z
+			}
+			body = string(plain)
 		}
 		lines := strings.Split(body, "\n")
 		if int64(len(lines)) != last-seq+1 {
@@ -442,7 +469,7 @@ func auditRows(rows *sql.Rows, after uint64, limit int) ([]AuditEvent, error) {
 }
 
 func (s *sqlStore) AuditEvents(ctx context.Context, node string, after uint64, limit int) ([]AuditEvent, error) {
-	rows, err := s.query(ctx, "SELECT node, seq, last_seq, body FROM audit_events WHERE node = ? AND last_seq > ? ORDER BY seq", node, int64(after))
+	rows, err := s.query(ctx, "SELECT "+auditCols+" FROM audit_events WHERE node = ? AND last_seq > ? ORDER BY seq", node, int64(after))
 	if err != nil {
 		return nil, fmt.Errorf("audit events: %w", err)
 	}
@@ -450,7 +477,7 @@ func (s *sqlStore) AuditEvents(ctx context.Context, node string, after uint64, l
 }
 
 func (s *sqlStore) LastAuditEvent(ctx context.Context, node string) (AuditEvent, error) {
-	rows, err := s.query(ctx, "SELECT node, seq, last_seq, body FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1", node)
+	rows, err := s.query(ctx, "SELECT "+auditCols+" FROM audit_events WHERE node = ? ORDER BY seq DESC LIMIT 1", node)
 	if err != nil {
 		return AuditEvent{}, fmt.Errorf("audit events: %w", err)
 	}
