@@ -40,8 +40,7 @@ var (
 // command's bound parameters as text, shown to reviewers ("" for none).
 func (g *Gate) Await(ctx context.Context, s *Session, c *Command, d Decision, params string, waiting func(review.Review)) Decision {
 	if g.Reviews == nil {
-		return Decision{Action: Block, Rule: d.Rule, Event: d.Event,
-			Message: "this statement needs approval (" + d.Message + "), and this gateway keeps no reviews"}
+		return refused(d, "", "this statement needs approval ("+d.Message+"), and this gateway keeps no reviews")
 	}
 	text := c.Text
 	if d.Text != "" {
@@ -83,8 +82,9 @@ func (g *Gate) Await(ctx context.Context, s *Session, c *Command, d Decision, pa
 				g.Log.Warn("cancel review", "review", r.ID, "err", err)
 			}
 		}
-		return Decision{Action: Block, Rule: d.Rule, Event: d.Event, Review: r.ID, Cancelled: true,
-			Message: "review " + r.ID + " cancelled: " + cause.Error()}
+		out := refused(d, r.ID, "review "+r.ID+" cancelled: "+cause.Error())
+		out.Cancelled = true
+		return out
 	}
 	switch r.State {
 	case review.Approved:
@@ -95,11 +95,17 @@ func (g *Gate) Await(ctx context.Context, s *Session, c *Command, d Decision, pa
 		}
 		return g.approved(s, c, d, r)
 	case review.Denied:
-		return Decision{Action: Block, Rule: d.Rule, Event: d.Event, Review: r.ID, Message: "review " + r.ID + " " + r.Outcome}
+		return refused(d, r.ID, "review "+r.ID+" "+r.Outcome)
 	case review.Expired:
-		return Decision{Action: Block, Rule: d.Rule, Event: d.Event, Review: r.ID, Message: "review " + r.ID + " expired: " + r.Outcome}
+		return refused(d, r.ID, "review "+r.ID+" expired: "+r.Outcome)
 	}
-	return Decision{Action: Block, Rule: d.Rule, Event: d.Event, Review: r.ID, Message: "review " + r.ID + " is " + string(r.State) + ": " + r.Outcome}
+	return refused(d, r.ID, "review "+r.ID+" is "+string(r.State)+": "+r.Outcome)
+}
+
+// refused is the decision refusing a held command: the held decision's
+// rule and event, the review that refused it, and why.
+func refused(d Decision, review, msg string) Decision {
+	return Decision{Action: Block, Rule: d.Rule, Event: d.Event, Review: review, Message: msg}
 }
 
 // approved writes the command event that runs a command by a review's
@@ -118,8 +124,7 @@ func (g *Gate) approved(s *Session, c *Command, d Decision, r review.Review) Dec
 
 func (g *Gate) reviewFailed(d Decision, err error) Decision {
 	g.Log.Error("review", "err", err)
-	return Decision{Action: Block, Rule: d.Rule, Event: d.Event,
-		Message: fmt.Sprintf("this statement needs approval (%s), and the review could not be kept: %v", d.Message, err)}
+	return refused(d, "", fmt.Sprintf("this statement needs approval (%s), and the review could not be kept: %v", d.Message, err))
 }
 
 // matchKey identifies a command exactly, for one-shot reuse of approvals.

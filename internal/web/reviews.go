@@ -92,19 +92,11 @@ func (a *API) listReviews(w http.ResponseWriter, r *http.Request, p identity.Pri
 }
 
 func (a *API) getReview(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
-	svc, err := a.reviews()
+	_, rv, err := a.visibleReview(r, p)
 	if err != nil {
 		return err
 	}
-	rv, err := svc.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	if !mayView(p, rv) {
-		return notFound(fmt.Errorf("review %s: %w", rv.ID, store.ErrNotFound))
-	}
-	rv.Match = ""
-	return writeJSON(w, http.StatusOK, rv)
+	return writeReview(w, http.StatusOK, rv)
 }
 
 func (a *API) approveReview(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
@@ -116,53 +108,33 @@ func (a *API) denyReview(w http.ResponseWriter, r *http.Request, p identity.Prin
 }
 
 func (a *API) decideReview(w http.ResponseWriter, r *http.Request, p identity.Principal, approve bool) error {
-	svc, err := a.reviews()
+	req, err := decisionBody(r)
 	if err != nil {
 		return err
 	}
-	var req ReviewDecision
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &req); err != nil {
-			return err
-		}
-	}
-	rv, err := svc.Get(r.Context(), r.PathValue("id"))
+	svc, rv, err := a.visibleReview(r, p)
 	if err != nil {
 		return err
 	}
-	if !mayView(p, rv) {
-		return notFound(fmt.Errorf("review %s: %w", rv.ID, store.ErrNotFound))
-	}
-	rv, err = svc.Decide(r.Context(), r.PathValue("id"), approver(p), approve, req.Reason)
-	if err != nil {
+	if rv, err = svc.Decide(r.Context(), rv.ID, approver(p), approve, req.Reason); err != nil {
 		return reviewError(err)
 	}
-	rv.Match = ""
-	return writeJSON(w, http.StatusOK, rv)
+	return writeReview(w, http.StatusOK, rv)
 }
 
 // cancelReview withdraws a pending review: its requester's, or any for an
 // admin.
 func (a *API) cancelReview(w http.ResponseWriter, r *http.Request, p identity.Principal) error {
-	svc, err := a.reviews()
-	if err != nil {
-		return err
-	}
-	rv, err := svc.Get(r.Context(), r.PathValue("id"))
+	svc, rv, err := a.visibleReview(r, p)
 	if err != nil {
 		return err
 	}
 	if rv.Requester != p.Identity.Name && !p.Role.Satisfies(resource.RoleAdmin) {
-		if mayView(p, rv) {
-			return forbidden("only %s (who asked) or an admin may cancel review %s; deny it instead", rv.Requester, rv.ID)
-		}
-		return notFound(fmt.Errorf("review %s: %w", rv.ID, store.ErrNotFound))
+		return forbidden("only %s (who asked) or an admin may cancel review %s; deny it instead", rv.Requester, rv.ID)
 	}
-	var req ReviewDecision
-	if r.ContentLength != 0 {
-		if err := decodeJSON(r, &req); err != nil {
-			return err
-		}
+	req, err := decisionBody(r)
+	if err != nil {
+		return err
 	}
 	why := "cancelled by " + p.Identity.Name
 	if req.Reason != "" {
@@ -171,8 +143,41 @@ func (a *API) cancelReview(w http.ResponseWriter, r *http.Request, p identity.Pr
 	if rv, err = svc.Cancel(r.Context(), rv.ID, p.Identity.Name, why); err != nil {
 		return reviewError(err)
 	}
+	return writeReview(w, http.StatusOK, rv)
+}
+
+// visibleReview reads the review the path names; one the caller may not
+// see is answered as if it did not exist.
+func (a *API) visibleReview(r *http.Request, p identity.Principal) (*review.Service, review.Review, error) {
+	svc, err := a.reviews()
+	if err != nil {
+		return nil, review.Review{}, err
+	}
+	rv, err := svc.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return nil, rv, err
+	}
+	if !mayView(p, rv) {
+		return nil, rv, notFound(fmt.Errorf("review %s: %w", rv.ID, store.ErrNotFound))
+	}
+	return svc, rv, nil
+}
+
+// decisionBody reads the optional body of approve, deny and cancel.
+func decisionBody(r *http.Request) (ReviewDecision, error) {
+	var req ReviewDecision
+	if r.ContentLength != 0 {
+		if err := decodeJSON(r, &req); err != nil {
+			return req, err
+		}
+	}
+	return req, nil
+}
+
+// writeReview answers with a review, without its match hash.
+func writeReview(w http.ResponseWriter, status int, rv review.Review) error {
 	rv.Match = ""
-	return writeJSON(w, http.StatusOK, rv)
+	return writeJSON(w, status, rv)
 }
 
 func reviewError(err error) error {
@@ -214,8 +219,7 @@ func (a *API) requestAccess(w http.ResponseWriter, r *http.Request, p identity.P
 	case err != nil:
 		return err
 	}
-	rv.Match = ""
-	return writeJSON(w, http.StatusCreated, rv)
+	return writeReview(w, http.StatusCreated, rv)
 }
 
 // RequestAccessFunc opens an access review (gate.Gate.RequestAccess).

@@ -35,7 +35,6 @@ type held struct {
 	frame  []byte // the message, copied out of the read buffer
 	p      pendingCmd
 	params string // the bound parameters, for the reviewers
-	prep   *statement
 }
 
 func (*held) Error() string { return "statement held for review" }
@@ -60,16 +59,15 @@ func (s *session) awaitReview(h *held) []byte {
 	cmd := &gate.Command{Type: gate.CommandQuery, Text: h.p.text, LegacyStrings: s.legacyStrings.Load()}
 	d := s.engine.deps.Gate.Await(ctx, s.gs, cmd, h.p.decision, h.params, s.noticeWaiting)
 	stop()
-	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, gate.ErrClientCancelled) {
-		// Gone or stopping: the session ends; record the refusal.
-		s.gs.Rec.Statement(recorded(h.p.text, d), d.Event)
-		h.p.decision, h.p.msg = d, d.Message
-		s.push(h.p)
-		return nil
-	}
 	p := h.p
 	p.decision, p.start = d, time.Now()
 	s.gs.Rec.Statement(recorded(p.text, d), d.Event)
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, gate.ErrClientCancelled) {
+		// Gone or stopping: the session ends with the refusal recorded.
+		p.msg = d.Message
+		s.push(p)
+		return nil
+	}
 	if d.Action == gate.Allow {
 		s.push(p)
 		return h.frame
