@@ -68,8 +68,11 @@ func (g *Gate) Await(ctx context.Context, s *Session, c *Command, d Decision, pa
 	if waiting != nil {
 		waiting(r)
 	}
-	r, err = g.Reviews.Wait(ctx, r.ID)
+	id := r.ID
+	r, err = g.Reviews.Wait(ctx, id)
 	if err != nil {
+		// Wait may fail before reading the review once: r is empty then.
+		r.ID = id
 		cause := context.Cause(ctx)
 		if ctx.Err() == nil {
 			return g.reviewFailed(d, err)
