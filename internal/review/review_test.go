@@ -236,6 +236,41 @@ func TestWaitWakesOnDecisionAndCancel(t *testing.T) {
 	}
 }
 
+// TestWaitReturnsAfterTheDecisionIsLogged: a waiter that polls the store
+// and finds the decision stored before the decider has logged it still
+// returns only after the decision's event is in the log, so the events the
+// waiter writes next (executed, the command) follow it.
+func TestWaitReturnsAfterTheDecisionIsLogged(t *testing.T) {
+	s, _, trail := newService(t)
+	s.Poll = time.Millisecond
+	slowLog := make(chan struct{})
+	s.Audit = func(e audit.Event) uint64 {
+		if e.Decision == string(review.Approved) {
+			<-slowLog // the decider is slow to log
+		}
+		return trail.append(e)
+	}
+	r := request(t, s, 1, "dba")
+	go s.Decide(ctx, r.ID, bob, true, "")
+	done := make(chan review.Review)
+	go func() {
+		got, _ := s.Wait(ctx, r.ID)
+		done <- got
+	}()
+	select {
+	case got := <-done:
+		t.Fatalf("Wait returned %s before the decision was logged", got.State)
+	case <-time.After(100 * time.Millisecond): // many polls see it stored
+	}
+	close(slowLog)
+	if got := <-done; got.State != review.Approved {
+		t.Fatalf("Wait = %s", got.State)
+	}
+	if got := trail.changes(r.ID); strings.Join(got, " ") != "requested approved" {
+		t.Errorf("logged %v", got)
+	}
+}
+
 // TestWaitSeesOtherNodes: a decision taken through another Service on the
 // same store (another gateway node) reaches a waiter by polling.
 func TestWaitSeesOtherNodes(t *testing.T) {

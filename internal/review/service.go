@@ -37,8 +37,9 @@ type Service struct {
 	// taken on other nodes (default 500 ms).
 	Poll time.Duration
 
-	mu   sync.Mutex
-	wake map[string]chan struct{} // closed when the review changes
+	mu       sync.Mutex
+	wake     map[string]chan struct{} // closed when the review changes
+	settling map[string]int           // changes stored but not yet recorded
 }
 
 func (s *Service) now() time.Time {
@@ -148,11 +149,13 @@ func (s *Service) update(ctx context.Context, id, actor string, change func(r *R
 		if err != nil || what == "" {
 			return r, err
 		}
+		s.settle(id, +1)
 		err = s.Store.UpdateReview(ctx, record(&r))
-		if errors.Is(err, store.ErrConflict) && attempt < 10 {
-			continue
-		}
 		if err != nil {
+			s.settle(id, -1)
+			if errors.Is(err, store.ErrConflict) && attempt < 10 {
+				continue
+			}
 			return Review{}, err
 		}
 		r.version++
@@ -286,7 +289,17 @@ func (s *Service) Wait(ctx context.Context, id string) (Review, error) {
 			return r, err
 		}
 		if r.State != Pending {
-			return r, nil
+			if !s.isSettling(id) {
+				return r, nil
+			}
+			// Stored here but not yet in the audit log: wait for its
+			// event so that the waiter's own events follow it.
+			select {
+			case <-ctx.Done():
+				return r, ctx.Err()
+			case <-woken:
+			}
+			continue
 		}
 		wait := min(poll, time.Until(r.Expires)+time.Millisecond)
 		t := time.NewTimer(max(wait, time.Millisecond))
@@ -315,14 +328,38 @@ func (s *Service) waker(id string) <-chan struct{} {
 	return ch
 }
 
-// changed records a stored change, wakes waiters and notifies.
-func (s *Service) changed(r Review, actor, what, reason string) {
+// settle counts a change of review id being stored (+1) and its end (-1),
+// which wakes the review's waiters.
+func (s *Service) settle(id string, delta int) {
 	s.mu.Lock()
-	if ch, ok := s.wake[r.ID]; ok {
-		close(ch)
-		delete(s.wake, r.ID)
+	defer s.mu.Unlock()
+	if s.settling == nil {
+		s.settling = map[string]int{}
 	}
-	s.mu.Unlock()
+	if s.settling[id] += delta; s.settling[id] <= 0 {
+		delete(s.settling, id)
+	}
+	if delta < 0 {
+		if ch, ok := s.wake[id]; ok {
+			close(ch)
+			delete(s.wake, id)
+		}
+	}
+}
+
+// isSettling reports whether a change of review id is stored but not yet
+// recorded.
+func (s *Service) isSettling(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settling[id] > 0
+}
+
+// changed records a stored change, then wakes waiters (ending the
+// settling update began) and notifies.
+func (s *Service) changed(r Review, actor, what, reason string) {
+	// The event goes into the log before any waiter wakes, so a waiter's
+	// own events (executed, the command it runs) always follow it.
 	if s.Audit != nil {
 		e := audit.Event{Type: audit.TypeReview, Identity: actor, Session: r.Session, Connection: r.Connection,
 			Review: r.ID, Decision: what, Rule: r.Rule, Error: reason}
@@ -334,6 +371,7 @@ func (s *Service) changed(r Review, actor, what, reason string) {
 		}
 		s.Audit(e)
 	}
+	s.settle(r.ID, -1)
 	if s.Notify != nil {
 		s.Notify.Notify(r, what)
 	}
