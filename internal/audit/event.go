@@ -20,7 +20,10 @@ const Version = 1
 
 // Event types.
 const (
-	TypeLoginFailed  = "login.failed"
+	TypeLoginFailed = "login.failed"
+	// TypeLogin records a token handed out by an OIDC sign-on, a refresh
+	// or a federated exchange; command says how, and names the token.
+	TypeLogin        = "login"
 	TypeSessionOpen  = "session.open"
 	TypeSessionClose = "session.close"
 	// TypeCommand is written when a command is decided, before it is
@@ -50,7 +53,8 @@ const (
 //	prev        SHA-256 (hex) of the previous event's canonical JSON; 64 zeros for seq 1
 //	time        UTC with nanoseconds, when the event was appended
 //	node        gateway node that wrote it
-//	type        login.failed, session.open, session.close, admin, review, command (written
+//	type        login (a token issued by sign-on, refresh or federation),
+//	            login.failed, session.open, session.close, admin, review, command (written
 //	            before the command is forwarded), result (written before the
 //	            client sees the result of a command that failed or was
 //	            refused; every result is in the session's recording) or

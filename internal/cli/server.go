@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/recording"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
@@ -39,6 +40,7 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 			cfg.Log, cfg.Stdout, cfg.Version = log, cmd.OutOrStdout(), version()
 			cfg.MasterKey = os.Getenv("GATEHOUSE_MASTER_KEY")
 			cfg.ReviewWebhookSecret = os.Getenv("GATEHOUSE_REVIEW_WEBHOOK_SECRET")
+			cfg.OIDC.ClientSecret = os.Getenv("GATEHOUSE_OIDC_CLIENT_SECRET")
 			if cfg.RecordingRows == 0 {
 				cfg.RecordingRows = -1 // the flag's 0 keeps none; the config's 0 is the default
 			}
@@ -73,6 +75,14 @@ The master key may instead come from GATEHOUSE_MASTER_KEY (base64) or
 	f.StringVar(&cfg.ReviewWebhook, "review-webhook", "", "URL that receives every review change (JSON, signed with GATEHOUSE_REVIEW_WEBHOOK_SECRET)")
 	f.StringVar(&cfg.ReviewWebhookFormat, "review-webhook-format", "json", "review webhook body: json, or slack for a Slack incoming webhook")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "the API's URL as reviewers reach it, for links in notifications")
+	f.StringVar(&cfg.OIDC.Issuer, "oidc-issuer", "", "OpenID provider for people's sign-on (gatehouse login); its client secret comes from GATEHOUSE_OIDC_CLIENT_SECRET")
+	f.StringVar(&cfg.OIDC.ClientID, "oidc-client-id", "", "the gateway's client id at the OpenID provider")
+	f.StringSliceVar(&cfg.OIDC.Scopes, "oidc-scopes", nil, "scopes to request (default openid,profile,email,offline_access)")
+	f.StringVar(&cfg.OIDC.UsernameClaim, "oidc-username-claim", "email", "ID-token claim that names the user")
+	f.StringVar(&cfg.OIDC.GroupsClaim, "oidc-groups-claim", "groups", "ID-token claim that lists the user's groups")
+	f.StringVar(&cfg.OIDC.AdminGroup, "oidc-admin-group", "", "members of this group get the admin role")
+	f.DurationVar(&cfg.TokenTTL, "token-ttl", identity.DefaultHumanTokenTTL, "lifetime of sign-on tokens, and of API tokens created without --ttl")
+	f.DurationVar(&cfg.RevocationCheck, "revocation-check", 2*time.Second, "how often live sessions' tokens are rechecked (revoked token or disabled identity ends them)")
 	f.StringVar(&cfg.Node, "node", "", "node name in audit events (default: the host name)")
 	f.StringVar(&cfg.MasterKeyFile, "master-key-file", "", "master key file (default DATA_DIR/master.key, created on first start)")
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "server certificate (PEM) replacing the dev CA's")

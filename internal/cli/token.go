@@ -45,7 +45,7 @@ expire no later than the token they use.`,
 		},
 	}
 	create.Flags().StringVar(&req.Identity, "identity", "", "identity the token acts as (default: the caller's)")
-	create.Flags().StringVar(&req.TTL, "ttl", "", "lifetime, e.g. 1h or 30m (default 24h; 0 = never expires)")
+	create.Flags().StringVar(&req.TTL, "ttl", "", "lifetime, e.g. 1h or 30m (default: the gateway's --token-ttl, 12h; 0 = never expires)")
 	create.Flags().StringVar(&req.Role, "role", "user", "role: user or admin")
 	create.Flags().StringVar(&req.Description, "description", "", "what the token is for")
 

@@ -99,6 +99,9 @@ type Session struct {
 	Protocol   string
 	Client     string
 	Start      time.Time
+	// TokenID is the token the session authenticated with: revoking it
+	// (or disabling the identity) ends the session; see EndRevoked.
+	TokenID string
 
 	// The rules in force and decisions kept per classification; rebuilt
 	// when the policy set changes.
@@ -151,6 +154,9 @@ type Gate struct {
 
 	classifierOnce sync.Once
 	policies       atomic.Pointer[policy.Set]
+
+	liveMu sync.Mutex
+	live   map[*Session]struct{} // sessions open and allowed
 }
 
 // ClassifierEntries bounds the shared classification cache.
@@ -225,6 +231,12 @@ func (g *Gate) Connect(s *Session) Decision {
 	e.Decision, e.Rule, e.Error, e.Review = string(d.Action), d.Rule, d.Message, d.Review
 	g.Audit.Append(e)
 	if d.Action == Allow {
+		g.liveMu.Lock()
+		if g.live == nil {
+			g.live = map[*Session]struct{}{}
+		}
+		g.live[s] = struct{}{}
+		g.liveMu.Unlock()
 		s.Rec = g.Recordings.Start(recording.Session{ID: s.ID, Identity: s.Identity.Name,
 			Connection: s.Connection.Name, Protocol: s.Protocol})
 		if d.endSessions && s.End != nil {
@@ -414,6 +426,34 @@ func (g *Gate) ResultMasker() *mask.Masker {
 	return g.Masker
 }
 
+// EndRevoked ends the live sessions whose token no longer stands: fallen
+// (identity.Authenticator.Fallen) is asked once per token and returns why
+// (revoked, identity disabled), or "" when it stands or cannot be checked
+// now. It returns how many sessions it ended.
+func (g *Gate) EndRevoked(ctx context.Context, fallen func(ctx context.Context, tokenID string) string) int {
+	g.liveMu.Lock()
+	byToken := map[string][]*Session{}
+	for s := range g.live {
+		if s.TokenID != "" && s.End != nil {
+			byToken[s.TokenID] = append(byToken[s.TokenID], s)
+		}
+	}
+	g.liveMu.Unlock()
+	ended := 0
+	for tok, sessions := range byToken {
+		why := fallen(ctx, tok)
+		if why == "" {
+			continue
+		}
+		for _, s := range sessions {
+			g.Log.Info("ending session: its token no longer stands", "session", s.ID, "identity", s.Identity.Name, "token_id", tok, "reason", why)
+			s.End(why)
+			ended++
+		}
+	}
+	return ended
+}
+
 // Close records the end of a session.
 func (g *Gate) Close(s *Session, reason string) {
 	e := g.event(s, audit.TypeSessionClose)
@@ -433,6 +473,9 @@ func (g *Gate) Close(s *Session, reason string) {
 	if s.ender != nil {
 		s.ender.Stop()
 	}
+	g.liveMu.Lock()
+	delete(g.live, s)
+	g.liveMu.Unlock()
 	s.Rec.Close()
 	g.Audit.Append(e)
 }

@@ -156,3 +156,43 @@ func (a *Authenticator) now() time.Time {
 	}
 	return time.Now()
 }
+
+// Recheck reports whether a token that authenticated earlier still
+// stands: not revoked, not deleted, its identity not disabled or deleted.
+// It does not look at expiry: a session opened with a token that expires
+// later runs on. The error is an *AuthError naming the cause, or a store
+// error.
+func (a *Authenticator) Recheck(ctx context.Context, tokenID string) error {
+	rec, err := a.Store.GetToken(ctx, tokenID)
+	if errors.Is(err, store.ErrNotFound) {
+		return &AuthError{Reason: ReasonUnknown}
+	}
+	if err != nil {
+		return fmt.Errorf("recheck token: %w", err)
+	}
+	if !rec.RevokedAt.IsZero() {
+		return &AuthError{Reason: ReasonRevoked}
+	}
+	ident, err := a.Store.GetIdentity(ctx, rec.Identity)
+	if errors.Is(err, store.ErrNotFound) {
+		return &AuthError{Reason: ReasonUnknown}
+	}
+	if err != nil {
+		return fmt.Errorf("recheck token: %w", err)
+	}
+	if ident.Disabled {
+		return &AuthError{Reason: ReasonDisabled}
+	}
+	return nil
+}
+
+// Fallen says why a token that authenticated a live session no longer
+// stands ("authentication failed: the token has been revoked"), or ""
+// when it stands or the store cannot tell now (which ends nothing).
+func (a *Authenticator) Fallen(ctx context.Context, tokenID string) string {
+	var ae *AuthError
+	if err := a.Recheck(ctx, tokenID); errors.As(err, &ae) {
+		return string(ae.Reason)
+	}
+	return ""
+}

@@ -21,7 +21,7 @@ func newStore(t *testing.T) store.Store {
 	return s
 }
 
-func issue(t *testing.T, s store.Store, identity string, role resource.Role, ttl time.Duration, now time.Time) (string, store.Token) {
+func issueToken(t *testing.T, s store.Store, identity string, role resource.Role, ttl time.Duration, now time.Time) (string, store.Token) {
 	t.Helper()
 	tok, rec, err := NewToken(identity, role, ttl, "", now)
 	if err != nil {
@@ -58,11 +58,11 @@ func TestAuthenticate(t *testing.T) {
 	s.PutIdentity(ctx, resource.Identity{Name: "bot", Type: resource.IdentityService, Groups: []string{"ci"}})
 	s.PutIdentity(ctx, resource.Identity{Name: "gone", Type: resource.IdentityUser, Disabled: true})
 
-	valid, validRec := issue(t, s, "bot", resource.RoleUser, time.Hour, now)
-	expired, _ := issue(t, s, "bot", resource.RoleUser, time.Minute, now.Add(-2*time.Minute))
-	revoked, revokedRec := issue(t, s, "bot", resource.RoleAdmin, 0, now)
+	valid, validRec := issueToken(t, s, "bot", resource.RoleUser, time.Hour, now)
+	expired, _ := issueToken(t, s, "bot", resource.RoleUser, time.Minute, now.Add(-2*time.Minute))
+	revoked, revokedRec := issueToken(t, s, "bot", resource.RoleAdmin, 0, now)
 	s.RevokeToken(ctx, revokedRec.ID, now)
-	disabled, _ := issue(t, s, "gone", resource.RoleUser, 0, now)
+	disabled, _ := issueToken(t, s, "gone", resource.RoleUser, 0, now)
 	id, _, _ := ParseToken(valid)
 	wrongSecret := tokenPrefix + id + "_" + strings.Repeat("A", 43)
 	unknownID := tokenPrefix + "0123456789abcdef_" + strings.Repeat("A", 43)

@@ -59,10 +59,45 @@ type Identity struct {
 	Groups []string     `json:"groups,omitempty" yaml:"groups,omitempty"`
 	// Disabled identities keep their history but cannot authenticate.
 	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+	// Federation lets a workload exchange a token its platform issued
+	// (a CI job's OIDC token, a Kubernetes service-account token) for a
+	// short-lived Gatehouse token of this identity.
+	Federation *Federation `json:"federation,omitempty" yaml:"federation,omitempty"`
 
 	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"-"`
 	UpdatedAt time.Time `json:"updatedAt,omitzero" yaml:"-"`
 }
+
+// Federation trusts an external issuer's JWTs for a service identity.
+type Federation struct {
+	// Issuer is the token issuer (its "iss" claim); its signing keys are
+	// found by OpenID discovery at Issuer/.well-known/openid-configuration.
+	Issuer string `json:"issuer" yaml:"issuer"`
+	// Audience must be among the token's "aud" values.
+	Audience string `json:"audience" yaml:"audience"`
+	// Condition is a CEL expression over the token's claims (the map
+	// claims) that must be true, e.g.
+	// claims.repository == "acme/api" && claims.ref == "refs/heads/main".
+	Condition string `json:"condition" yaml:"condition"`
+	// TokenTTL is the lifetime of the Gatehouse tokens issued, a Go
+	// duration (default DefaultFederatedTokenTTL, at most
+	// MaxFederatedTokenTTL).
+	TokenTTL string `json:"tokenTTL,omitempty" yaml:"tokenTTL,omitempty"`
+}
+
+// TTL is the lifetime of the tokens the federation issues.
+func (f *Federation) TTL() time.Duration {
+	if d, err := time.ParseDuration(f.TokenTTL); err == nil && d > 0 {
+		return d
+	}
+	return DefaultFederatedTokenTTL
+}
+
+// Federated token lifetimes.
+const (
+	DefaultFederatedTokenTTL = time.Hour
+	MaxFederatedTokenTTL     = 12 * time.Hour
+)
 
 // ConnectionType is the protocol of a target.
 type ConnectionType string
@@ -156,9 +191,26 @@ func ValidateName(what, name string) error {
 	return nil
 }
 
+// identityNameRE also admits e-mail addresses, which name the people who
+// sign in through OIDC.
+var identityNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._+@-]{0,252}[a-z0-9])?$`)
+
+// ValidateIdentityName checks an identity's name: like ValidateName, but up
+// to 254 characters and '@' and '+' allowed, so that an e-mail address can
+// name a person.
+func ValidateIdentityName(name string) error {
+	if name == "" {
+		return fmt.Errorf("name is required")
+	}
+	if !identityNameRE.MatchString(name) {
+		return fmt.Errorf("identity name %q is invalid: use 1-254 lower-case letters, digits, '.', '_', '-', '+' or '@', starting and ending with a letter or digit", name)
+	}
+	return nil
+}
+
 // Validate checks an identity and fills defaults.
 func (i *Identity) Validate() error {
-	if err := ValidateName("name", i.Name); err != nil {
+	if err := ValidateIdentityName(i.Name); err != nil {
 		return err
 	}
 	switch i.Type {
@@ -175,7 +227,45 @@ func (i *Identity) Validate() error {
 	}
 	slices.Sort(i.Groups)
 	i.Groups = slices.Compact(i.Groups)
+	if f := i.Federation; f != nil {
+		if i.Type != IdentityService {
+			return fmt.Errorf("identity %q: federation is for service identities (type: service); people sign in through OIDC", i.Name)
+		}
+		if err := ValidateIssuer(f.Issuer); err != nil {
+			return fmt.Errorf("identity %q: federation.issuer: %w", i.Name, err)
+		}
+		if f.Audience == "" {
+			return fmt.Errorf("identity %q: federation.audience is required: the value the workload's token must carry in \"aud\"", i.Name)
+		}
+		if strings.TrimSpace(f.Condition) == "" {
+			return fmt.Errorf("identity %q: federation.condition is required: without one, every token of %s would act as this identity", i.Name, f.Issuer)
+		}
+		if f.TokenTTL != "" {
+			ttl, err := time.ParseDuration(f.TokenTTL)
+			if err != nil || ttl < time.Minute || ttl > MaxFederatedTokenTTL {
+				return fmt.Errorf("identity %q: federation.tokenTTL %q: want a duration from 1m to %s", i.Name, f.TokenTTL, MaxFederatedTokenTTL)
+			}
+		}
+	}
 	return nil
+}
+
+// ValidateIssuer checks a token issuer URL: https, or http on a loopback
+// address (for tests and local providers).
+func ValidateIssuer(issuer string) error {
+	u, err := url.Parse(issuer)
+	if err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("%q is not an issuer URL (want https://host[/path])", issuer)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+	}
+	return fmt.Errorf("issuer %q must use https (plain http only on a loopback address)", issuer)
 }
 
 // Validate checks a connection and fills defaults.

@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/proto/postgres"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 	"github.com/gatehouse-dev/gatehouse/internal/review"
@@ -65,6 +67,16 @@ type Config struct {
 	ReviewWebhookSecret string
 	ReviewWebhookFormat string
 	PublicURL           string
+	// OIDC configures sign-on through an OpenID provider; an empty
+	// Issuer turns it off (tokens only).
+	OIDC identity.OIDCConfig
+	// TokenTTL is the default lifetime of tokens made through the API and
+	// of sign-on tokens (default identity.DefaultHumanTokenTTL).
+	TokenTTL time.Duration
+	// RevocationCheck is how often live sessions' tokens are checked:
+	// a revoked token or disabled identity ends its sessions within it
+	// (default 2s; on this node a revocation through the API acts at once).
+	RevocationCheck time.Duration
 	// Node names this gateway in audit events (default: the host name).
 	Node string
 	// MasterKey is a base64 master key given directly (for example from
@@ -135,6 +147,25 @@ func (c *Config) CheckAndSetDefaults() error {
 	case review.FormatJSON, review.FormatSlack:
 	default:
 		return fmt.Errorf("review-webhook-format %q: want json or slack", c.ReviewWebhookFormat)
+	}
+	if c.TokenTTL == 0 {
+		c.TokenTTL = identity.DefaultHumanTokenTTL
+	}
+	if c.TokenTTL < time.Minute {
+		return fmt.Errorf("token-ttl %s is too short (at least 1m)", c.TokenTTL)
+	}
+	if c.OIDC.TokenTTL == 0 {
+		c.OIDC.TokenTTL = c.TokenTTL
+	}
+	if c.OIDC.Issuer != "" {
+		if err := c.OIDC.CheckAndSetDefaults(); err != nil {
+			return err
+		}
+	} else if c.OIDC.ClientID != "" {
+		return errors.New("oidc-client-id needs oidc-issuer")
+	}
+	if c.RevocationCheck == 0 {
+		c.RevocationCheck = 2 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.Default()

@@ -145,6 +145,12 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	auth := &identity.Authenticator{Store: g.Store}
+	var signOn *identity.SignOn
+	if cfg.OIDC.Issuer != "" {
+		signOn = &identity.SignOn{Config: cfg.OIDC, Store: g.Store, Key: g.MasterKey, Audit: g.Gate.Audit.Append, Log: log}
+	}
+	federator := &identity.Federator{Store: g.Store, Audit: g.Gate.Audit.Append}
+	recheck := make(chan struct{}, 1)
 
 	api := &web.API{
 		Store: g.Store, Auth: auth, Key: g.MasterKey,
@@ -161,6 +167,15 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		Audit:           g.Audit.Append,
 		Reviews:         g.Reviews,
 		RequestAccess:   g.Gate.RequestAccess,
+		SignOn:          signOn,
+		Federator:       federator,
+		TokenTTL:        cfg.TokenTTL,
+		IdentitiesChanged: func() {
+			select {
+			case recheck <- struct{}{}:
+			default:
+			}
+		},
 	}
 	if g.apiListener, err = net.Listen("tcp", cfg.APIAddr); err != nil {
 		return nil, fmt.Errorf("api listener: %w", err)
@@ -202,6 +217,11 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 		defer g.engineDone.Done()
 		g.Reviews.Run(engineCtx, time.Second)
 	}()
+	g.engineDone.Add(1)
+	go func() {
+		defer g.engineDone.Done()
+		endRevoked(engineCtx, g.Gate, auth, cfg.RevocationCheck, recheck)
+	}()
 	for _, e := range engines {
 		l := g.listeners[e.Name()]
 		g.engineDone.Add(1)
@@ -232,6 +252,23 @@ func Start(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	log.Info("gateway ready", attrs...)
 	return g, nil
+}
+
+// endRevoked ends live sessions whose token was revoked or whose identity
+// was disabled: every interval (for changes made on other nodes), and at
+// once when this node's API changes tokens or identities.
+func endRevoked(ctx context.Context, g *gate.Gate, auth *identity.Authenticator, interval time.Duration, now <-chan struct{}) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-now:
+		}
+		g.EndRevoked(ctx, auth.Fallen)
+	}
 }
 
 // discardAudit records nothing (--unsafe-no-audit).

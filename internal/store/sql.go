@@ -186,21 +186,35 @@ func (s *sqlStore) PutIdentity(ctx context.Context, id resource.Identity) (bool,
 	if id.Disabled {
 		disabled = 1
 	}
-	return s.upsert(ctx, "identities", id.Name, []string{"type", "groups_json", "disabled"},
-		[]any{string(id.Type), string(groups), disabled})
+	federation := ""
+	if id.Federation != nil {
+		b, err := json.Marshal(id.Federation)
+		if err != nil {
+			return false, err
+		}
+		federation = string(b)
+	}
+	return s.upsert(ctx, "identities", id.Name, []string{"type", "groups_json", "disabled", "federation_json"},
+		[]any{string(id.Type), string(groups), disabled, federation})
 }
 
-const identityCols = "name, type, groups_json, disabled, created_at, updated_at"
+const identityCols = "name, type, groups_json, disabled, federation_json, created_at, updated_at"
 
 func scanIdentity(row interface{ Scan(...any) error }) (resource.Identity, error) {
 	var (
 		id               resource.Identity
-		typ, groups      string
+		typ, groups, fed string
 		disabled         int
 		created, updated int64
 	)
-	if err := row.Scan(&id.Name, &typ, &groups, &disabled, &created, &updated); err != nil {
+	if err := row.Scan(&id.Name, &typ, &groups, &disabled, &fed, &created, &updated); err != nil {
 		return id, err
+	}
+	if fed != "" {
+		id.Federation = new(resource.Federation)
+		if err := json.Unmarshal([]byte(fed), id.Federation); err != nil {
+			return id, fmt.Errorf("identity %q: federation: %w", id.Name, err)
+		}
 	}
 	id.Type = resource.IdentityType(typ)
 	id.Disabled = disabled != 0

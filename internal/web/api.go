@@ -55,6 +55,17 @@ type API struct {
 	// 501); RequestAccess opens an access review.
 	Reviews       *review.Service
 	RequestAccess RequestAccessFunc
+	// SignOn is the OIDC relying party (nil: sign-on is off); Federator
+	// exchanges workload tokens.
+	SignOn    *identity.SignOn
+	Federator *identity.Federator
+	// TokenTTL is the lifetime of tokens created without one (default
+	// identity.DefaultHumanTokenTTL).
+	TokenTTL time.Duration
+	// IdentitiesChanged is told when tokens or identities change, so
+	// that live sessions of a revoked token or disabled identity end at
+	// once (nil: at the next periodic check).
+	IdentitiesChanged func()
 }
 
 // route is one API endpoint and the role it requires. A zero role means
@@ -95,6 +106,7 @@ func (a *API) routes() []route {
 		{"POST /api/v1/tokens", resource.RoleUser, a.createToken},
 		{"GET /api/v1/tokens", resource.RoleUser, a.listTokens},
 		{"DELETE /api/v1/tokens/{id}", resource.RoleUser, a.revokeToken},
+		{"POST /api/v1/auth/logout", resource.RoleUser, a.logout},
 	}
 }
 
@@ -111,6 +123,9 @@ func (a *API) Handler() http.Handler {
 	mux.Handle("GET /metrics", a.Metrics.Handler())
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, a.authenticated(rt))
+	}
+	for _, rt := range a.publicRoutes() {
+		mux.Handle(rt.pattern, a.public(rt))
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func newFixture(t *testing.T) *fixture {
 	st.RevokeToken(ctx, rec.ID, time.Now())
 	g := &gate.Gate{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	g.Reviews = &review.Service{Store: st}
-	f.api = &API{Reviews: g.Reviews, RequestAccess: g.RequestAccess, Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
+	f.api = &API{Reviews: g.Reviews, Federator: &identity.Federator{Store: st}, RequestAccess: g.RequestAccess, Store: st, Auth: &identity.Authenticator{Store: st}, Key: key, Version: "test",
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Access: func(id resource.Identity, c resource.Connection) bool { return g.Access(id, c).Action == gate.Allow },
 		PoliciesChanged: func(ctx context.Context) error {
@@ -127,6 +128,7 @@ var wantRoles = map[string]resource.Role{
 	"POST /api/v1/tokens":               resource.RoleUser,
 	"GET /api/v1/tokens":                resource.RoleUser,
 	"DELETE /api/v1/tokens/{id}":        resource.RoleUser,
+	"POST /api/v1/auth/logout":          resource.RoleUser,
 	// Reviews check who may see and decide each review themselves
 	// (TestReviewsAuthorization).
 	"GET /api/v1/reviews":               resource.RoleUser,
@@ -135,6 +137,39 @@ var wantRoles = map[string]resource.Role{
 	"POST /api/v1/reviews/{id}/approve": resource.RoleUser,
 	"POST /api/v1/reviews/{id}/deny":    resource.RoleUser,
 	"POST /api/v1/reviews/{id}/cancel":  resource.RoleUser,
+}
+
+// wantPublic lists the routes that take no token: the ways to get one.
+// Each refuses with 401 naming the cause (internal/identity's tests).
+var wantPublic = []string{
+	"GET /api/v1/auth/config",
+	"POST /api/v1/auth/oidc/start",
+	"POST /api/v1/auth/oidc/finish",
+	"POST /api/v1/auth/oidc/device",
+	"POST /api/v1/auth/oidc/device/poll",
+	"POST /api/v1/auth/refresh",
+	"POST /api/v1/auth/federate",
+}
+
+func TestPublicRoutesAreOnlyTheSignOnRoutes(t *testing.T) {
+	f := newFixture(t)
+	var got []string
+	for _, rt := range f.api.publicRoutes() {
+		got = append(got, rt.pattern)
+	}
+	if !slices.Equal(got, wantPublic) {
+		t.Errorf("public routes = %q, want %q", got, wantPublic)
+	}
+	// Without sign-on configured, the sign-on routes say so.
+	status, m, _ := f.call(t, "POST", "/api/v1/auth/oidc/start", "", `{"redirectURI":"http://127.0.0.1:1/cb"}`)
+	if status != http.StatusNotImplemented || !strings.Contains(errorMessage(m), "--oidc-issuer") {
+		t.Errorf("oidc/start without sign-on = %d %q", status, errorMessage(m))
+	}
+	// A federated exchange with a token that is not a JWT is refused by name.
+	status, m, _ = f.call(t, "POST", "/api/v1/auth/federate", "", `{"token":"not-a-jwt"}`)
+	if status != http.StatusUnauthorized || !strings.Contains(errorMessage(m), "not a JWT") {
+		t.Errorf("federate garbage = %d %q", status, errorMessage(m))
+	}
 }
 
 // TestEveryRouteAuthenticates walks the route table, so a route added later

@@ -48,6 +48,11 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, p identity.Principal
 				return badRequest("%v", err)
 			}
 		}
+		if d.Kind == resource.KindIdentity && d.Identity.Federation != nil {
+			if _, err := identity.CompileCondition(d.Identity.Federation.Condition); err != nil {
+				return badRequest("line %d: identity %q: federation.%v", d.Line, d.Name, err)
+			}
+		}
 	}
 	dryRun := r.URL.Query().Get("dryRun") == "true"
 	sort.SliceStable(docs, func(i, j int) bool { // identities before connections
@@ -101,6 +106,9 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, p identity.Principal
 	}
 	if policies && !dryRun {
 		a.policiesChanged(r.Context())
+	}
+	if !dryRun {
+		a.identitiesChanged() // an identity may have been disabled
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"results": results})
 }
@@ -257,6 +265,7 @@ func (a *API) deleteIdentity(w http.ResponseWriter, r *http.Request, p identity.
 	}
 	a.Log.Info("deleted", "kind", resource.KindIdentity, "name", name)
 	a.auditChange(r, p, "delete Identity "+name)
+	a.identitiesChanged()
 	return writeJSON(w, http.StatusOK, map[string]string{"deleted": name})
 }
 

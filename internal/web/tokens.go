@@ -11,11 +11,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-// DefaultTokenTTL applies when a create request names no TTL.
-const DefaultTokenTTL = 24 * time.Hour
-
 // TokenRequest asks for a new token. TTL is a Go duration ("1h", "90m");
-// empty means DefaultTokenTTL and "0" means no expiry (admins only).
+// empty means the gateway's --token-ttl (default 12h) and "0" means no expiry (admins only).
 type TokenRequest struct {
 	Identity    string `json:"identity"`
 	Role        string `json:"role,omitempty"`
@@ -71,7 +68,10 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request, p identity.Pri
 			return badRequest("%v", err)
 		}
 	}
-	ttl := DefaultTokenTTL
+	ttl := a.TokenTTL
+	if ttl == 0 {
+		ttl = identity.DefaultHumanTokenTTL
+	}
 	if req.TTL != "" {
 		var err error
 		if ttl, err = time.ParseDuration(req.TTL); err != nil || ttl < 0 {
@@ -140,6 +140,7 @@ func (a *API) revokeToken(w http.ResponseWriter, r *http.Request, p identity.Pri
 	}
 	a.Log.Info("token revoked", "token_id", id, "identity", t.Identity, "by", p.Identity.Name)
 	a.auditChange(r, p, fmt.Sprintf("token revoke %s of %s", id, t.Identity))
+	a.identitiesChanged()
 	t, err = a.Store.GetToken(r.Context(), id)
 	if err != nil {
 		return err

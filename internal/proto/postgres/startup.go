@@ -168,7 +168,7 @@ func (e *Engine) startup(ctx context.Context, conn net.Conn) (*session, error) {
 	}
 	s.gs = &gate.Session{
 		ID: gate.NewSessionID(), Identity: principal.Identity, Connection: rec.Connection,
-		Protocol: "postgres", Client: remote, Start: time.Now(),
+		Protocol: "postgres", Client: remote, Start: time.Now(), TokenID: principal.TokenID,
 		End: func(reason string) { s.end(codeAdminShutdown, "terminating connection: "+reason) },
 	}
 	if d := e.deps.Gate.Connect(s.gs); d.Action != gate.Allow {
