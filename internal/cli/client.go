@@ -18,7 +18,9 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/gatehouse-dev/gatehouse/internal/devca"
+	"github.com/gatehouse-dev/gatehouse/internal/identity"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/web"
 )
 
 // clientOptions are the flags every API client command shares.
@@ -45,7 +47,19 @@ type apiClient struct {
 	tls   *tls.Config // also used by tunnels to the gateway's listeners
 }
 
+// client is an API client that acts with --token or GATEHOUSE_TOKEN, or
+// else with the cached sign-on for the gateway (renewed when it nears its
+// expiry).
 func (o *clientOptions) client() (*apiClient, error) {
+	c, err := o.anonymous()
+	if err != nil || c.token != "" {
+		return c, err
+	}
+	return c, c.useCachedSignOn(context.Background())
+}
+
+// anonymous is an API client with --token or GATEHOUSE_TOKEN, if any.
+func (o *clientOptions) anonymous() (*apiClient, error) {
 	base := strings.TrimRight(o.server, "/")
 	if !strings.Contains(base, "://") {
 		base = "https://" + base
@@ -133,7 +147,7 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 		}
 		ae := &apiError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 		if resp.StatusCode == http.StatusUnauthorized && c.token == "" {
-			ae.Message += "; pass --token or set GATEHOUSE_TOKEN (the first admin token is in DATA_DIR/admin-token)"
+			ae.Message += "; run gatehouse login, or pass --token or set GATEHOUSE_TOKEN (the first admin token is in DATA_DIR/admin-token)"
 		}
 		return ae
 	}
@@ -151,4 +165,56 @@ func (c *apiClient) do(ctx context.Context, method, path, contentType string, bo
 
 func (c *apiClient) getJSON(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, "", nil, out)
+}
+
+// useCachedSignOn takes the token of the cached sign-on to c's gateway,
+// renewing it first when it is in the last quarter of its life.
+func (c *apiClient) useCachedSignOn(ctx context.Context) error {
+	creds, path, err := loadCredentials()
+	if err != nil {
+		return err
+	}
+	cred, ok := creds[c.base]
+	if !ok {
+		return nil
+	}
+	now := time.Now()
+	if cred.needsRefresh(now) {
+		renewed, err := c.refresh(ctx, cred.Refresh)
+		switch {
+		case err == nil:
+			cred = renewed
+			creds[c.base] = cred
+			if err := saveCredentials(path, creds); err != nil {
+				return err
+			}
+		case now.Before(cred.ExpiresAt):
+			// Still valid: use it, and try renewing next time.
+		default:
+			return fmt.Errorf("your sign-on to %s expired at %s and could not be renewed (%v): run gatehouse login --server %s",
+				c.base, cred.ExpiresAt.Local().Format(time.RFC3339), err, c.base)
+		}
+	}
+	if !cred.ExpiresAt.IsZero() && !now.Before(cred.ExpiresAt) {
+		return fmt.Errorf("your sign-on to %s expired at %s: run gatehouse login --server %s", c.base, cred.ExpiresAt.Local().Format(time.RFC3339), c.base)
+	}
+	c.token = cred.Token
+	return nil
+}
+
+// refresh renews a sign-on with its refresh handle.
+func (c *apiClient) refresh(ctx context.Context, handle string) (credential, error) {
+	body, _ := json.Marshal(web.HandleRequest{Handle: handle})
+	var out identity.Issued
+	anon := *c
+	anon.token = ""
+	if err := anon.do(ctx, http.MethodPost, "/api/v1/auth/refresh", "application/json", body, &out); err != nil {
+		return credential{}, err
+	}
+	return credentialOf(out, time.Now()), nil
+}
+
+func credentialOf(out identity.Issued, now time.Time) credential {
+	return credential{Token: out.Token, TokenID: out.TokenID, Identity: out.Identity, IssuedAt: now,
+		ExpiresAt: out.ExpiresAt, Refresh: out.Refresh}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -111,13 +112,19 @@ func newWhoamiCmd() *cobra.Command {
 					Type   string
 					Groups []string
 				}
-				Role    string
-				TokenID string `json:"tokenId"`
+				Role      string
+				TokenID   string    `json:"tokenId"`
+				ExpiresAt time.Time `json:"expiresAt"`
 			}
 			if err := c.getJSON(cmd.Context(), "/api/v1/whoami", &out); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "identity: %s (%s)\nrole: %s\ngroups: %v\ntoken: %s\n", out.Identity.Name, out.Identity.Type, out.Role, out.Identity.Groups, out.TokenID)
+			expires := "never"
+			if !out.ExpiresAt.IsZero() {
+				expires = out.ExpiresAt.Local().Format(time.RFC3339)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "identity: %s (%s)\nrole: %s\ngroups: %v\ntoken: %s\nexpires: %s\n",
+				out.Identity.Name, out.Identity.Type, out.Role, out.Identity.Groups, out.TokenID, expires)
 			return nil
 		},
 	}

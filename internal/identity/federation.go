@@ -135,11 +135,14 @@ func (f *Federator) exchange(ctx context.Context, token, want, client string) (I
 		}
 		matched = append(matched, id)
 	}
+	detail := strings.Join(why, "; ")
 	switch {
 	case !audienceOK:
-		return Issued{}, refused("the token's audience %v is not trusted for issuer %s (%s)", idt.Audience, iss, strings.Join(why, "; "))
+		return Issued{}, &LoginError{Reason: fmt.Sprintf("the token's audience %v is not one this gateway accepts from issuer %s", idt.Audience, iss), Detail: detail}
+	case len(matched) == 0 && want != "":
+		return Issued{}, &LoginError{Reason: fmt.Sprintf("the token's claims do not satisfy the federation condition of identity %s", want), Detail: detail}
 	case len(matched) == 0:
-		return Issued{}, refused("the token does not satisfy the federation condition (%s)", strings.Join(why, "; "))
+		return Issued{}, &LoginError{Reason: fmt.Sprintf("the token's claims do not satisfy the federation condition of any identity that trusts issuer %s", iss), Detail: detail}
 	case len(matched) > 1:
 		names := make([]string, len(matched))
 		for i, id := range matched {

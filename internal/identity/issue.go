@@ -33,8 +33,10 @@ type Issued struct {
 }
 
 // LoginError is a refused sign-on or exchange; its message names the cause
-// and is safe to show the caller (it never holds a token).
-type LoginError struct{ Reason string }
+// and is safe to show the caller (it never holds a token). Detail, for the
+// audit log only, says more than an unauthenticated caller should learn
+// (which identities trust an issuer, and on what condition).
+type LoginError struct{ Reason, Detail string }
 
 func (e *LoginError) Error() string { return e.Reason }
 
@@ -72,7 +74,11 @@ func loginFailed(log func(audit.Event) uint64, who, how, client string, err erro
 	if log == nil || !(errors.As(err, &le) || errors.As(err, &ae)) {
 		return
 	}
-	log(audit.Event{Type: audit.TypeLoginFailed, Identity: who, Protocol: "api", Client: client, Command: how, Error: err.Error()})
+	msg := err.Error()
+	if le != nil && le.Detail != "" {
+		msg += " (" + le.Detail + ")"
+	}
+	log(audit.Event{Type: audit.TypeLoginFailed, Identity: who, Protocol: "api", Client: client, Command: how, Error: msg})
 }
 
 // sealer turns small state into opaque, authenticated handles that only

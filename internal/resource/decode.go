@@ -194,6 +194,9 @@ func checkKnownFields(n *yaml.Node, t reflect.Type, where string, extra ...strin
 		if !ok {
 			return &DecodeError{Line: k.Line, Msg: fmt.Sprintf("unknown field %q in %s", k.Value, where)}
 		}
+		if ft != nil && ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
 		if ft != nil && ft.Kind() == reflect.Struct && ft.PkgPath() == t.PkgPath() {
 			if err := checkKnownFields(v, ft, where+"."+k.Value); err != nil {
 				return err

@@ -1,0 +1,220 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/resource"
+)
+
+// testIssuer is a workload token issuer (say, a CI platform): OpenID
+// discovery and a JWKS on a real HTTP server, and an ECDSA key that signs
+// the JWTs it hands its jobs.
+type testIssuer struct {
+	url string
+	key *ecdsa.PrivateKey
+}
+
+func newTestIssuer(t *testing.T) *testIssuer {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &testIssuer{key: key}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/jwks",
+			"id_token_signing_alg_values_supported": []string{"ES256"}, "response_types_supported": []string{"id_token"},
+			"subject_types_supported": []string{"public"}})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	is.url = srv.URL
+	return is
+}
+
+// sign makes a JWT with claims (iss, iat and a one-hour exp filled in
+// unless given), signed by key (nil: the issuer's own).
+func (is *testIssuer) sign(t *testing.T, claims map[string]any, key *ecdsa.PrivateKey) string {
+	t.Helper()
+	if key == nil {
+		key = is.key
+	}
+	c := map[string]any{"iss": is.url, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
+	for k, v := range claims {
+		c[k] = v
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(c)
+	jws, err := signer.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := jws.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestFederatedExchange(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	ci := newTestIssuer(t)
+	other := newTestIssuer(t)
+	for _, id := range []resource.Identity{
+		{Name: "api-deployer", Type: resource.IdentityService, Groups: []string{"deployers"}, Federation: &resource.Federation{
+			Issuer: ci.url, Audience: "gatehouse", TokenTTL: "15m",
+			Condition: `claims.repository == "acme/api" && claims.ref == "refs/heads/main"`}},
+		{Name: "web-deployer", Type: resource.IdentityService, Federation: &resource.Federation{
+			Issuer: ci.url, Audience: "gatehouse-web", Condition: `claims.repository == "acme/web"`}},
+		{Name: "retired-bot", Type: resource.IdentityService, Disabled: true, Federation: &resource.Federation{
+			Issuer: other.url, Audience: "gatehouse", Condition: `true`}},
+	} {
+		if err := id.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.PutIdentity(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var events []audit.Event
+	f := &Federator{Store: st, Audit: func(e audit.Event) uint64 { events = append(events, e); return 0 }}
+	main := map[string]any{"sub": "repo:acme/api:ref:refs/heads/main", "aud": "gatehouse", "repository": "acme/api", "ref": "refs/heads/main"}
+
+	t.Run("accepted", func(t *testing.T) {
+		out, err := f.Exchange(ctx, ci.sign(t, main, nil), "", "10.0.0.1:5")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out.Identity != "api-deployer" || out.Role != resource.RoleUser {
+			t.Errorf("issued %+v", out)
+		}
+		if ttl := time.Until(out.ExpiresAt); ttl < 14*time.Minute || ttl > 15*time.Minute {
+			t.Errorf("token lives %s, want the identity's 15m", ttl)
+		}
+		p, err := (&Authenticator{Store: st}).Authenticate(ctx, out.Token)
+		if err != nil || p.Identity.Name != "api-deployer" || p.Identity.Groups[0] != "deployers" {
+			t.Errorf("the issued token authenticates as %+v, %v", p.Identity, err)
+		}
+		last := events[len(events)-1]
+		if last.Type != audit.TypeLogin || last.Identity != "api-deployer" || !strings.Contains(last.Command, "subject repo:acme/api") {
+			t.Errorf("audit event = %+v", last)
+		}
+		// The audience may be a list.
+		multi := copyClaims(main, "aud", []string{"sts.amazonaws.com", "gatehouse"})
+		if _, err := f.Exchange(ctx, ci.sign(t, multi, nil), "", ""); err != nil {
+			t.Errorf("audience list holding gatehouse: %v", err)
+		}
+	})
+
+	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	unknown := newTestIssuer(t)
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  string // identity asked for
+		err   string // what the caller is told
+		audit string // what only the audit log says
+	}{
+		{"wrong audience", ci.sign(t, copyClaims(main, "aud", "someone-else"), nil), "", `audience [someone-else] is not one this gateway accepts from issuer ` + ci.url, `identity api-deployer wants audience "gatehouse"`},
+		{"wrong issuer", unknown.sign(t, main, nil), "", "no identity trusts tokens from issuer " + unknown.url, ""},
+		{"expired", ci.sign(t, copyClaims(main, "exp", time.Now().Add(-time.Minute).Unix()), nil), "", "the token expired at", ""},
+		{"bad signature", ci.sign(t, main, stranger), "", "signature does not verify", ""},
+		{"condition false", ci.sign(t, copyClaims(main, "ref", "refs/heads/feature"), nil), "", "do not satisfy the federation condition of any identity that trusts issuer " + ci.url, `condition claims.repository == "acme/api" && claims.ref == "refs/heads/main" is false`},
+		{"claim missing", ci.sign(t, copyClaims(main, "ref", nil), nil), "", "do not satisfy the federation condition", "no such key: ref"},
+		{"identity named that does not trust it", ci.sign(t, main, nil), "web-deployer", "audience [gatehouse] is not one this gateway accepts", "identity web-deployer wants audience"},
+		{"identity that trusts another issuer", ci.sign(t, main, nil), "retired-bot", `identity "retired-bot" does not trust tokens from issuer`, ""},
+		{"disabled identity", other.sign(t, main, nil), "", "the identity is disabled", ""},
+		{"not a JWT", "abc.def", "", "not a JWT", ""},
+		{"issuer claim missing", ci.sign(t, copyClaims(main, "iss", nil), nil), "", "no iss (issuer) claim", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(events)
+			_, err := f.Exchange(ctx, tc.token, tc.want, "")
+			var le *LoginError
+			var ae *AuthError
+			if err == nil || !(errors.As(err, &le) || errors.As(err, &ae)) || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("Exchange = %v; want a refusal naming %q", err, tc.err)
+			}
+			if tc.audit != "" && strings.Contains(err.Error(), tc.audit) {
+				t.Errorf("the caller is told %q: that is for the audit log only", tc.audit)
+			}
+			if len(events) != before+1 || events[before].Type != audit.TypeLoginFailed || !strings.Contains(events[before].Error, tc.audit) {
+				t.Errorf("refusal not audited with %q: %+v", tc.audit, events[before:])
+			}
+		})
+	}
+}
+
+func TestFederationMatchingSeveralIdentities(t *testing.T) {
+	ctx := context.Background()
+	st := newStore(t)
+	ci := newTestIssuer(t)
+	for _, name := range []string{"bot-a", "bot-b"} {
+		st.PutIdentity(ctx, resource.Identity{Name: name, Type: resource.IdentityService, Federation: &resource.Federation{
+			Issuer: ci.url, Audience: "gatehouse", Condition: `claims.sub.startsWith("repo:acme/")`}})
+	}
+	f := &Federator{Store: st}
+	tok := ci.sign(t, map[string]any{"sub": "repo:acme/x", "aud": "gatehouse"}, nil)
+	if _, err := f.Exchange(ctx, tok, "", ""); err == nil || !strings.Contains(err.Error(), "matches several identities (bot-a, bot-b): name one with --identity") {
+		t.Errorf("ambiguous exchange = %v", err)
+	}
+	if out, err := f.Exchange(ctx, tok, "bot-b", ""); err != nil || out.Identity != "bot-b" {
+		t.Errorf("exchange naming bot-b = %+v, %v", out, err)
+	}
+}
+
+func TestCompileCondition(t *testing.T) {
+	for _, tc := range []struct {
+		expr string
+		ok   bool
+	}{
+		{`claims.repository == "acme/api"`, true},
+		{`claims["kubernetes.io"].namespace == "ci"`, true},
+		{`claims.repository ==`, false},
+		{`claims.repository`, true}, // dyn: checked at evaluation
+		{`1 + 1`, false},
+		{`unknown_var == 1`, false},
+	} {
+		_, err := CompileCondition(tc.expr)
+		if (err == nil) != tc.ok {
+			t.Errorf("CompileCondition(%q) = %v, want ok=%v", tc.expr, err, tc.ok)
+		}
+	}
+}
+
+func copyClaims(c map[string]any, k string, v any) map[string]any {
+	out := map[string]any{}
+	for key, val := range c {
+		out[key] = val
+	}
+	if v == nil {
+		delete(out, k)
+		if k == "iss" {
+			out["iss"] = ""
+		}
+	} else {
+		out[k] = v
+	}
+	return out
+}
