@@ -134,8 +134,16 @@ func (s *SignOn) discover(ctx context.Context) (*oidc.Provider, *oauth2.Config, 
 		}
 		s.provider = p
 	}
+	ep := s.provider.Endpoint()
+	// A confidential client authenticates with HTTP Basic, which every
+	// provider must accept (RFC 6749 §2.3.1); a public one sends only its
+	// client_id. Either way there is no guessing round trip.
+	ep.AuthStyle = oauth2.AuthStyleInHeader
+	if s.Config.ClientSecret == "" {
+		ep.AuthStyle = oauth2.AuthStyleInParams
+	}
 	return s.provider, &oauth2.Config{ClientID: s.Config.ClientID, ClientSecret: s.Config.ClientSecret,
-		Endpoint: s.provider.Endpoint(), Scopes: s.Config.Scopes}, nil
+		Endpoint: ep, Scopes: s.Config.Scopes}, nil
 }
 
 // Info says how to sign in, for the CLI.

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +68,7 @@ func StartOIDCProvider(ctx context.Context, users ...OIDCUser) (*OIDCProvider, e
 		DeviceAuthorization: op.DeviceAuthorizationConfig{
 			Lifetime: 5 * time.Minute, PollInterval: time.Second, UserFormPath: "/device", UserCode: op.UserCodeBase20,
 		},
-	}, p.storage, op.StaticIssuer(p.Issuer), op.WithAllowInsecure())
+	}, p.storage, op.StaticIssuer(p.Issuer), op.WithAllowInsecure(), op.WithLogger(testLogger()))
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -241,3 +243,11 @@ func (testClient) GrantTypes() []oidc.GrantType {
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode}
 }
 func (testClient) IDTokenUserinfoClaimsAssertion() bool { return true }
+
+// testLogger discards the provider's log unless GATEHOUSE_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("GATEHOUSE_TEST_LOG") != "" {
+		return slog.Default()
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

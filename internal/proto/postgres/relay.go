@@ -38,6 +38,9 @@ type session struct {
 	clientMu   sync.Mutex // serialises writes to the client
 	closeOnce  sync.Once
 	clientGone atomic.Bool // the client side ended first
+	// endedBy is why the gateway ended the session (end), which the
+	// session's close event records instead of the disconnect it causes.
+	endedBy atomic.Pointer[string]
 
 	// Owned by the client→target goroutine.
 	stmts   map[string]statement // prepared statement name → statement
@@ -178,6 +181,9 @@ func (s *session) run() {
 	if reason == "" {
 		reason = serverReason
 	}
+	if why := s.endedBy.Load(); why != nil {
+		reason = *why
+	}
 	s.flushPending("session ended before the result arrived")
 	s.mask.invalidate() // counts the last result's masking
 	s.gs.Masked = s.mask.counts
@@ -206,6 +212,7 @@ func (s *session) shutdown() {
 
 // end sends the client a FATAL error and closes the session.
 func (s *session) end(code, msg string) {
+	s.endedBy.CompareAndSwap(nil, &msg)
 	s.clientMu.Lock()
 	s.client.SetWriteDeadline(time.Now().Add(time.Second))
 	s.client.Write(pgwire.AppendError(nil, pgwire.SeverityFatal, code, msg, "", ""))
