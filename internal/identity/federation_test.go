@@ -5,90 +5,29 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
-
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
-
-// testIssuer is a workload token issuer (say, a CI platform): OpenID
-// discovery and a JWKS on a real HTTP server, and an ECDSA key that signs
-// the JWTs it hands its jobs.
-type testIssuer struct {
-	url string
-	key *ecdsa.PrivateKey
-}
-
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := &testIssuer{key: key}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(map[string]any{"issuer": is.url, "jwks_uri": is.url + "/jwks",
-			"id_token_signing_alg_values_supported": []string{"ES256"}, "response_types_supported": []string{"id_token"},
-			"subject_types_supported": []string{"public"}})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES256", Use: "sig"}}})
-	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	is.url = srv.URL
-	return is
-}
-
-// sign makes a JWT with claims (iss, iat and a one-hour exp filled in
-// unless given), signed by key (nil: the issuer's own).
-func (is *testIssuer) sign(t *testing.T, claims map[string]any, key *ecdsa.PrivateKey) string {
-	t.Helper()
-	if key == nil {
-		key = is.key
-	}
-	c := map[string]any{"iss": is.url, "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()}
-	for k, v := range claims {
-		c[k] = v
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: "k1"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(c)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 func TestFederatedExchange(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ci := newTestIssuer(t)
-	other := newTestIssuer(t)
+	ci := testenv.NewJWTIssuer(t)
+	other := testenv.NewJWTIssuer(t)
 	for _, id := range []resource.Identity{
 		{Name: "api-deployer", Type: resource.IdentityService, Groups: []string{"deployers"}, Federation: &resource.Federation{
-			Issuer: ci.url, Audience: "gatehouse", TokenTTL: "15m",
+			Issuer: ci.URL, Audience: "gatehouse", TokenTTL: "15m",
 			Condition: `claims.repository == "acme/api" && claims.ref == "refs/heads/main"`}},
 		{Name: "web-deployer", Type: resource.IdentityService, Federation: &resource.Federation{
-			Issuer: ci.url, Audience: "gatehouse-web", Condition: `claims.repository == "acme/web"`}},
+			Issuer: ci.URL, Audience: "gatehouse-web", Condition: `claims.repository == "acme/web"`}},
 		{Name: "retired-bot", Type: resource.IdentityService, Disabled: true, Federation: &resource.Federation{
-			Issuer: other.url, Audience: "gatehouse", Condition: `true`}},
+			Issuer: other.URL, Audience: "gatehouse", Condition: `true`}},
 	} {
 		if err := id.Validate(); err != nil {
 			t.Fatal(err)
@@ -102,7 +41,7 @@ func TestFederatedExchange(t *testing.T) {
 	main := map[string]any{"sub": "repo:acme/api:ref:refs/heads/main", "aud": "gatehouse", "repository": "acme/api", "ref": "refs/heads/main"}
 
 	t.Run("accepted", func(t *testing.T) {
-		out, err := f.Exchange(ctx, ci.sign(t, main, nil), "", "10.0.0.1:5")
+		out, err := f.Exchange(ctx, ci.Sign(t, main, nil), "", "10.0.0.1:5")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,13 +61,13 @@ func TestFederatedExchange(t *testing.T) {
 		}
 		// The audience may be a list.
 		multi := copyClaims(main, "aud", []string{"sts.amazonaws.com", "gatehouse"})
-		if _, err := f.Exchange(ctx, ci.sign(t, multi, nil), "", ""); err != nil {
+		if _, err := f.Exchange(ctx, ci.Sign(t, multi, nil), "", ""); err != nil {
 			t.Errorf("audience list holding gatehouse: %v", err)
 		}
 	})
 
 	stranger, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	unknown := newTestIssuer(t)
+	unknown := testenv.NewJWTIssuer(t)
 	for _, tc := range []struct {
 		name  string
 		token string
@@ -136,17 +75,17 @@ func TestFederatedExchange(t *testing.T) {
 		err   string // what the caller is told
 		audit string // what only the audit log says
 	}{
-		{"wrong audience", ci.sign(t, copyClaims(main, "aud", "someone-else"), nil), "", `audience [someone-else] is not one this gateway accepts from issuer ` + ci.url, `identity api-deployer wants audience "gatehouse"`},
-		{"wrong issuer", unknown.sign(t, main, nil), "", "no identity trusts tokens from issuer " + unknown.url, ""},
-		{"expired", ci.sign(t, copyClaims(main, "exp", time.Now().Add(-time.Minute).Unix()), nil), "", "the token expired at", ""},
-		{"bad signature", ci.sign(t, main, stranger), "", "signature does not verify", ""},
-		{"condition false", ci.sign(t, copyClaims(main, "ref", "refs/heads/feature"), nil), "", "do not satisfy the federation condition of any identity that trusts issuer " + ci.url, `condition claims.repository == "acme/api" && claims.ref == "refs/heads/main" is false`},
-		{"claim missing", ci.sign(t, copyClaims(main, "ref", nil), nil), "", "do not satisfy the federation condition", "no such key: ref"},
-		{"identity named that does not trust it", ci.sign(t, main, nil), "web-deployer", "audience [gatehouse] is not one this gateway accepts", "identity web-deployer wants audience"},
-		{"identity that trusts another issuer", ci.sign(t, main, nil), "retired-bot", `identity "retired-bot" does not trust tokens from issuer`, ""},
-		{"disabled identity", other.sign(t, main, nil), "", "the identity is disabled", ""},
+		{"wrong audience", ci.Sign(t, copyClaims(main, "aud", "someone-else"), nil), "", `audience [someone-else] is not one this gateway accepts from issuer ` + ci.URL, `identity api-deployer wants audience "gatehouse"`},
+		{"wrong issuer", unknown.Sign(t, main, nil), "", "no identity trusts tokens from issuer " + unknown.URL, ""},
+		{"expired", ci.Sign(t, copyClaims(main, "exp", time.Now().Add(-time.Minute).Unix()), nil), "", "the token expired at", ""},
+		{"bad signature", ci.Sign(t, main, stranger), "", "signature does not verify", ""},
+		{"condition false", ci.Sign(t, copyClaims(main, "ref", "refs/heads/feature"), nil), "", "do not satisfy the federation condition of any identity that trusts issuer " + ci.URL, `condition claims.repository == "acme/api" && claims.ref == "refs/heads/main" is false`},
+		{"claim missing", ci.Sign(t, copyClaims(main, "ref", nil), nil), "", "do not satisfy the federation condition", "no such key: ref"},
+		{"identity named that does not trust it", ci.Sign(t, main, nil), "web-deployer", "audience [gatehouse] is not one this gateway accepts", "identity web-deployer wants audience"},
+		{"identity that trusts another issuer", ci.Sign(t, main, nil), "retired-bot", `identity "retired-bot" does not trust tokens from issuer`, ""},
+		{"disabled identity", other.Sign(t, main, nil), "", "the identity is disabled", ""},
 		{"not a JWT", "abc.def", "", "not a JWT", ""},
-		{"issuer claim missing", ci.sign(t, copyClaims(main, "iss", nil), nil), "", "no iss (issuer) claim", ""},
+		{"issuer claim missing", ci.Sign(t, copyClaims(main, "iss", nil), nil), "", "no iss (issuer) claim", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(events)
@@ -169,13 +108,13 @@ func TestFederatedExchange(t *testing.T) {
 func TestFederationMatchingSeveralIdentities(t *testing.T) {
 	ctx := context.Background()
 	st := newStore(t)
-	ci := newTestIssuer(t)
+	ci := testenv.NewJWTIssuer(t)
 	for _, name := range []string{"bot-a", "bot-b"} {
 		st.PutIdentity(ctx, resource.Identity{Name: name, Type: resource.IdentityService, Federation: &resource.Federation{
-			Issuer: ci.url, Audience: "gatehouse", Condition: `claims.sub.startsWith("repo:acme/")`}})
+			Issuer: ci.URL, Audience: "gatehouse", Condition: `claims.sub.startsWith("repo:acme/")`}})
 	}
 	f := &Federator{Store: st}
-	tok := ci.sign(t, map[string]any{"sub": "repo:acme/x", "aud": "gatehouse"}, nil)
+	tok := ci.Sign(t, map[string]any{"sub": "repo:acme/x", "aud": "gatehouse"}, nil)
 	if _, err := f.Exchange(ctx, tok, "", ""); err == nil || !strings.Contains(err.Error(), "matches several identities (bot-a, bot-b): name one with --identity") {
 		t.Errorf("ambiguous exchange = %v", err)
 	}

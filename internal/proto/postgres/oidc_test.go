@@ -453,3 +453,86 @@ func waitFor(t *testing.T, limit time.Duration, cond func() bool, what string, e
 	}
 	t.Fatalf("timed out after %s waiting for %s", limit, what)
 }
+
+// TestFederatedLogin: a CI job exchanges its platform's JWT for a
+// short-lived gateway token with `gatehouse login --federated-token-file`
+// and opens the postgres connection as the service identity that trusts
+// it; tokens whose claims do not match are refused with the cause.
+func TestFederatedLogin(t *testing.T) {
+	e := sharedEnv(t)
+	ci := testenv.NewJWTIssuer(t)
+	dir := t.TempDir()
+	manifest := filepath.Join(dir, "ci.yaml")
+	write := func(condition string) {
+		os.WriteFile(manifest, []byte(fmt.Sprintf(`kind: Identity
+name: api-deployer
+type: service
+groups: [dba]
+federation:
+  issuer: %s
+  audience: gatehouse
+  condition: '%s'
+  tokenTTL: 10m
+`, ci.URL, condition)), 0o600)
+	}
+	write(`claims.repository == "acme/api" &&`)
+	if code, out := e.cli(t, "apply", "-f", manifest); code == 0 || !strings.Contains(out, "federation.condition") {
+		t.Errorf("apply with a broken condition: exit %d\n%s", code, out)
+	}
+	write(`claims.repository == "acme/api" && claims.ref == "refs/heads/main"`)
+	if code, out := e.cli(t, "apply", "-f", manifest); code != 0 {
+		t.Fatalf("apply: %s", out)
+	}
+	exchange := func(claims map[string]any) (int, string) {
+		jwt := filepath.Join(dir, "jwt")
+		os.WriteFile(jwt, []byte(ci.Sign(t, claims, nil)+"\n"), 0o600)
+		var out, errOut strings.Builder
+		code := cli.Run(context.Background(), []string{"login", "--federated-token-file", jwt, "--print-token",
+			"--server", "https://" + e.gw.APIAddr(), "--ca", filepath.Join(e.dataDir, "ca.pem")}, nil, &out, &errOut)
+		if code != 0 {
+			return code, errOut.String()
+		}
+		return code, strings.TrimSpace(out.String())
+	}
+	job := map[string]any{"sub": "repo:acme/api:ref:refs/heads/main", "aud": "gatehouse", "repository": "acme/api", "ref": "refs/heads/main"}
+	code, tok := exchange(job)
+	if code != 0 {
+		t.Fatalf("federated login: exit %d: %s", code, tok)
+	}
+	if code, who := e.cliAs(t, tok, "whoami"); code != 0 || !strings.Contains(who, "identity: api-deployer (service)") {
+		t.Errorf("whoami: %s", who)
+	}
+	psql, _ := exec.LookPath("psql")
+	got, err := exec.Command(psql, e.dsn(tok, "appdb", "verify-full"), "-X", "-A", "-t", "-c", "SELECT current_database() IS NOT NULL").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(got)) != "t" {
+		t.Errorf("psql with the federated token: %v\n%s", err, got)
+	}
+
+	feature := map[string]any{}
+	for k, v := range job {
+		feature[k] = v
+	}
+	feature["ref"] = "refs/heads/feature"
+	expired := map[string]any{"exp": time.Now().Add(-time.Minute).Unix()}
+	wrongAud := map[string]any{"aud": "somebody-else"}
+	for k, v := range job {
+		if _, ok := expired[k]; !ok {
+			expired[k] = v
+		}
+		if _, ok := wrongAud[k]; !ok {
+			wrongAud[k] = v
+		}
+	}
+	for name, tc := range map[string]struct {
+		claims map[string]any
+		want   string
+	}{
+		"condition false": {feature, "the token's claims do not satisfy the federation condition"},
+		"expired":         {expired, "the token expired at"},
+		"wrong audience":  {wrongAud, "audience [somebody-else] is not one this gateway accepts"},
+	} {
+		if code, out := exchange(tc.claims); code == 0 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: exit %d: %s; want %q", name, code, out, tc.want)
+		}
+	}
+}

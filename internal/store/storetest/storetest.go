@@ -67,9 +67,13 @@ func testIdentities(t *testing.T, s store.Store) {
 	if got2.Groups != nil || !got2.Disabled || !got2.CreatedAt.Equal(got.CreatedAt) || got2.UpdatedAt.Before(got.UpdatedAt) {
 		t.Errorf("after update GetIdentity(alice) = %+v (first %+v)", got2, got)
 	}
-	s.PutIdentity(ctx, resource.Identity{Name: "bot", Type: resource.IdentityService})
+	fed := resource.Federation{Issuer: "https://ci.example", Audience: "gatehouse", Condition: `claims.ref == "refs/heads/main"`, TokenTTL: "15m"}
+	s.PutIdentity(ctx, resource.Identity{Name: "bot", Type: resource.IdentityService, Federation: &fed})
+	if bot, err := s.GetIdentity(ctx, "bot"); err != nil || bot.Federation == nil || *bot.Federation != fed {
+		t.Errorf("GetIdentity(bot) federation = %+v, %v; want %+v", bot.Federation, err, fed)
+	}
 	list, err := s.ListIdentities(ctx)
-	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bot" {
+	if err != nil || len(list) != 2 || list[0].Name != "alice" || list[1].Name != "bot" || list[0].Federation != nil || list[1].Federation == nil {
 		t.Fatalf("ListIdentities = %+v, %v", list, err)
 	}
 	if err := s.DeleteIdentity(ctx, "alice"); err != nil {
