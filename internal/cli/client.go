@@ -180,7 +180,7 @@ func (c *apiClient) useCachedSignOn(ctx context.Context) error {
 	}
 	now := time.Now()
 	if cred.needsRefresh(now) {
-		renewed, err := c.refresh(ctx, cred.Refresh)
+		renewed, err := c.refresh(ctx, cred)
 		switch {
 		case err == nil:
 			cred = renewed
@@ -202,16 +202,29 @@ func (c *apiClient) useCachedSignOn(ctx context.Context) error {
 	return nil
 }
 
-// refresh renews a sign-on with its refresh handle.
-func (c *apiClient) refresh(ctx context.Context, handle string) (credential, error) {
-	body, _ := json.Marshal(web.HandleRequest{Handle: handle})
+// refresh renews a cached sign-on with its refresh handle: the same
+// token, a later expiry.
+func (c *apiClient) refresh(ctx context.Context, cred credential) (credential, error) {
+	out, err := c.renew(ctx, cred)
+	if err != nil {
+		return credential{}, err
+	}
+	return credentialOf(out, time.Now()), nil
+}
+
+// renew asks the gateway to renew a sign-on.
+func (c *apiClient) renew(ctx context.Context, cred credential) (identity.Issued, error) {
+	body, _ := json.Marshal(web.HandleRequest{Handle: cred.Refresh})
 	var out identity.Issued
 	anon := *c
 	anon.token = ""
 	if err := anon.do(ctx, http.MethodPost, "/api/v1/auth/refresh", "application/json", body, &out); err != nil {
-		return credential{}, err
+		return identity.Issued{}, err
 	}
-	return credentialOf(out, time.Now()), nil
+	if out.Token == "" {
+		out.Token = cred.Token
+	}
+	return out, nil
 }
 
 func credentialOf(out identity.Issued, now time.Time) credential {

@@ -232,10 +232,7 @@ func (o *loginOptions) renew(ctx context.Context, c *apiClient) (identity.Issued
 	if !ok || cred.Refresh == "" {
 		return identity.Issued{}, fmt.Errorf("no renewable sign-on to %s is cached: run gatehouse login --server %s", c.base, c.base)
 	}
-	var out identity.Issued
-	body, _ := json.Marshal(web.HandleRequest{Handle: cred.Refresh})
-	err = c.do(ctx, http.MethodPost, "/api/v1/auth/refresh", "application/json", body, &out)
-	return out, err
+	return c.renew(ctx, cred)
 }
 
 func newLogoutCmd() *cobra.Command {

@@ -20,10 +20,11 @@ const DefaultHumanTokenTTL = 12 * time.Hour
 
 // Issued is a Gatehouse token handed out by a sign-on or a federated
 // exchange. Token is shown to its holder only; Refresh, when set, is an
-// opaque handle that /api/v1/auth/refresh exchanges for a new token before
-// this one expires.
+// opaque handle that /api/v1/auth/refresh uses to renew the sign-on before
+// it expires. A renewal omits Token: the holder's token (TokenID) stays
+// the same and now lives until ExpiresAt.
 type Issued struct {
-	Token     string        `json:"token"`
+	Token     string        `json:"token,omitempty"`
 	TokenID   string        `json:"tokenId"`
 	ExpiresAt time.Time     `json:"expiresAt"`
 	Identity  string        `json:"identity"`

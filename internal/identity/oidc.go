@@ -234,7 +234,7 @@ func (s *SignOn) finish(ctx context.Context, handle, state, code, client string)
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.signIn(ctx, claims, tok.RefreshToken, "", "oidc sign-on (code+PKCE)", client)
+	return s.signIn(ctx, claims, tok.RefreshToken, refreshHandle{}, "oidc sign-on (code+PKCE)", client)
 }
 
 // DeviceStart is the first step of a device flow: the user opens
@@ -318,7 +318,7 @@ func (s *SignOn) pollDevice(ctx context.Context, handle, client string, wait tim
 	if err != nil {
 		return Issued{}, err
 	}
-	return s.signIn(ctx, claims, tok.RefreshToken, "", "oidc sign-on (device)", client)
+	return s.signIn(ctx, claims, tok.RefreshToken, refreshHandle{}, "oidc sign-on (device)", client)
 }
 
 type refreshHandle struct {
@@ -379,7 +379,7 @@ func (s *SignOn) refresh(ctx context.Context, handle, client string) (Issued, er
 	if rt == "" {
 		rt = h.RefreshToken
 	}
-	return s.signIn(ctx, claims, rt, h.Identity, "oidc refresh", client)
+	return s.signIn(ctx, claims, rt, h, "oidc refresh", client)
 }
 
 // verify checks the ID token in tok (issuer, audience, expiry, signature
@@ -404,15 +404,17 @@ func (s *SignOn) verify(ctx context.Context, p *oidc.Provider, tok *oauth2.Token
 }
 
 // signIn maps verified claims to an identity (created on first sign-on,
-// its groups replaced by the token's), and issues its token. want, when
-// set, is the identity a refresh must stay.
-func (s *SignOn) signIn(ctx context.Context, claims map[string]any, refreshToken, want, how, client string) (Issued, error) {
+// its groups replaced by the token's), and issues its token. A refresh
+// (renew.TokenID set) must stay the same identity, and renews the same
+// token, with the role the groups now give: the client keeps its token,
+// and revoking it ends every session it opened before or after.
+func (s *SignOn) signIn(ctx context.Context, claims map[string]any, refreshToken string, renew refreshHandle, how, client string) (Issued, error) {
 	name, err := s.username(claims)
 	if err != nil {
 		return Issued{}, err
 	}
-	if want != "" && name != want {
-		return Issued{}, refused("the identity provider now names this user %q, not %q; run gatehouse login again", name, want)
+	if renew.TokenID != "" && name != renew.Identity {
+		return Issued{}, refused("the identity provider now names this user %q, not %q; run gatehouse login again", name, renew.Identity)
 	}
 	groups := s.groups(claims)
 	role := resource.RoleUser
@@ -437,6 +439,15 @@ func (s *SignOn) signIn(ctx context.Context, claims map[string]any, refreshToken
 		}
 		if _, err := tx.PutIdentity(ctx, id); err != nil {
 			return err
+		}
+		if renew.TokenID != "" {
+			out = Issued{TokenID: renew.TokenID, ExpiresAt: s.now().Add(s.Config.TokenTTL).UTC(), Identity: name, Role: role, Groups: id.Groups}
+			if err := tx.RenewToken(ctx, renew.TokenID, role, out.ExpiresAt); errors.Is(err, store.ErrNotFound) {
+				return &AuthError{Reason: ReasonRevoked}
+			} else if err != nil {
+				return err
+			}
+			return nil
 		}
 		out, err = issue(ctx, tx, nil, id, role, s.Config.TokenTTL, how, client, s.now())
 		return err

@@ -752,6 +752,17 @@ func (s *sqlStore) RevokeToken(ctx context.Context, id string, at time.Time) err
 	return nil
 }
 
+func (s *sqlStore) RenewToken(ctx context.Context, id string, role resource.Role, expiresAt time.Time) error {
+	res, err := s.exec(ctx, "UPDATE tokens SET role = ?, expires_at = ? WHERE id = ? AND revoked_at = 0", string(role), toNanos(expiresAt), id)
+	if err != nil {
+		return fmt.Errorf("renew token %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("live token %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
 // Meta.
 
 func (s *sqlStore) GetMeta(ctx context.Context, key string) (string, error) {

@@ -154,6 +154,10 @@ type Store interface {
 	// ListTokens lists the tokens of one identity, or all when identity is "".
 	ListTokens(ctx context.Context, identity string) ([]Token, error)
 	RevokeToken(ctx context.Context, id string, at time.Time) error
+	// RenewToken gives a live (unrevoked) token a new role and expiry:
+	// a renewed sign-on keeps its token, so that revoking it ends every
+	// session it opened. ErrNotFound when there is no such live token.
+	RenewToken(ctx context.Context, id string, role resource.Role, expiresAt time.Time) error
 
 	// GetMeta returns ErrNotFound for a key never set.
 	GetMeta(ctx context.Context, key string) (string, error)

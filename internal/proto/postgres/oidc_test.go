@@ -204,8 +204,9 @@ func TestOIDCCodeFlowAndGroups(t *testing.T) {
 }
 
 // TestOIDCRefresh: a refresh reads the user's groups afresh from the
-// provider, and a cached sign-on in its last quarter is renewed by the
-// next command on its own.
+// provider and renews the same token (so that a session opened before it
+// keeps running, and logging out ends it); a cached sign-on in its last
+// quarter is renewed by the next command on its own.
 func TestOIDCRefresh(t *testing.T) {
 	e, op := sharedOIDC(t)
 	server := "https://" + e.gw.APIAddr()
@@ -218,18 +219,18 @@ func TestOIDCRefresh(t *testing.T) {
 	}
 	op.SetGroups("gwen", []string{"dba"})
 	code, out := e.login(t, creds, nil, "--refresh")
-	if code != 0 || !strings.Contains(out, "groups dba") {
+	if code != 0 || !strings.Contains(out, "as gwen@example.com (role user; groups dba)") {
 		t.Fatalf("login --refresh: exit %d\n%s", code, out)
 	}
 	second := readCreds(t, creds)[server]
-	if second.TokenID == first.TokenID || second.Refresh == first.Refresh {
-		t.Error("refresh kept the same token")
+	if second.TokenID != first.TokenID || second.Token != first.Token || !second.ExpiresAt.After(first.ExpiresAt) {
+		t.Errorf("refresh: token %s until %s, then %s until %s; want the same token, later", first.TokenID, first.ExpiresAt, second.TokenID, second.ExpiresAt)
 	}
 	conn, err := connectErr(e.dsn(second.Token, "appdb", "disable"))
 	if err != nil {
 		t.Fatalf("gwen (now dba) after refresh: %v", err)
 	}
-	conn.Close(context.Background())
+	defer conn.Close(context.Background())
 
 	// Age the cached sign-on into its last quarter: whoami renews it.
 	raw, _ := os.ReadFile(creds)
@@ -242,16 +243,24 @@ func TestOIDCRefresh(t *testing.T) {
 	if code, out := e.cliCached(t, creds, "whoami"); code != 0 || !strings.Contains(out, "gwen@example.com") {
 		t.Fatalf("whoami: exit %d\n%s", code, out)
 	}
-	third := readCreds(t, creds)[server]
-	if third.TokenID == second.TokenID {
-		t.Error("a sign-on in its last quarter was not renewed")
+	if third := readCreds(t, creds)[server]; time.Until(third.ExpiresAt) < 11*time.Hour || third.Token != first.Token {
+		t.Errorf("a sign-on in its last quarter was not renewed: until %s", third.ExpiresAt)
 	}
-	if code, out := e.cliCached(t, creds, "whoami"); code != 0 || !strings.Contains(out, "token: "+third.TokenID) {
-		t.Errorf("whoami after renewal: exit %d\n%s", code, out)
+	if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {
+		t.Errorf("the session opened before the renewals: %v", err)
 	}
 
-	// A refresh handle cannot renew a revoked token.
-	e.cli(t, "token", "revoke", third.TokenID)
+	// Logging out ends the session opened before the renewals, and the
+	// refresh handle renews nothing any more.
+	raw, _ = os.ReadFile(creds)
+	if code, out := e.cliCached(t, creds, "logout"); code != 0 {
+		t.Fatalf("logout: %s", out)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		_, err := conn.Exec(context.Background(), "SELECT 1")
+		return err != nil && strings.Contains(err.Error(), "the token has been revoked")
+	}, "the session to end at logout")
+	os.WriteFile(creds, raw, 0o600) // as if the cache had been copied before
 	if code, out := e.login(t, creds, nil, "--refresh"); code == 0 || !strings.Contains(out, "revoked") {
 		t.Errorf("refresh of a revoked sign-on: exit %d\n%s", code, out)
 	}

@@ -337,6 +337,14 @@ func testTokens(t *testing.T, s store.Store) {
 	if mine, err := s.ListTokens(ctx, "alice"); err != nil || len(mine) != 1 || mine[0].ID != "t2" || !mine[0].ExpiresAt.IsZero() {
 		t.Errorf("ListTokens(alice) = %+v, %v", mine, err)
 	}
+	later := now.Add(12 * time.Hour)
+	if err := s.RenewToken(ctx, "t1", resource.RoleAdmin, later); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetToken(ctx, "t1"); !got.ExpiresAt.Equal(later) || got.Role != resource.RoleAdmin || !bytes.Equal(got.SecretHash, tok.SecretHash) {
+		t.Errorf("after RenewToken: %+v", got)
+	}
+	s.RenewToken(ctx, "t1", resource.RoleUser, later)
 	first := now.Add(time.Minute)
 	if err := s.RevokeToken(ctx, "t1", first); err != nil {
 		t.Fatal(err)
@@ -344,6 +352,9 @@ func testTokens(t *testing.T, s store.Store) {
 	s.RevokeToken(ctx, "t1", first.Add(time.Hour))
 	if got, _ := s.GetToken(ctx, "t1"); !got.RevokedAt.Equal(first) {
 		t.Errorf("RevokedAt = %v, want the first revocation %v", got.RevokedAt, first)
+	}
+	if err := s.RenewToken(ctx, "t1", resource.RoleUser, later.Add(time.Hour)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RenewToken of a revoked token = %v, want ErrNotFound", err)
 	}
 	if err := s.RevokeToken(ctx, "nope", now); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeToken(nope) = %v", err)
