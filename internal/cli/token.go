@@ -91,7 +91,27 @@ expire no later than the token they use.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, revoke)
+	print := &cobra.Command{
+		Use:   "print",
+		Short: "Print the cached sign-on's token (renewed when due), for clients that take a password",
+		Long: `Print the token of the cached sign-on to the gateway (see gatehouse login)
+alone on standard output, renewing it first when it is in the last quarter
+of its life; for clients that take the token as their password.`,
+		Example: `  PGPASSWORD=$(gatehouse token print) psql "host=127.0.0.1 port=15432 dbname=orders-db sslmode=verify-full sslrootcert=ca.pem"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := co.client()
+			if err != nil {
+				return err
+			}
+			if c.token == "" {
+				return fmt.Errorf("no sign-on to %s is cached: run gatehouse login --server %s", c.base, c.base)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), c.token)
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke, print)
 	return cmd
 }
 

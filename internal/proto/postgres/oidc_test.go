@@ -173,6 +173,9 @@ func TestOIDCCodeFlowAndGroups(t *testing.T) {
 	if code != 0 || !strings.Contains(who, "identity: dana@example.com (user)") || !strings.Contains(who, "groups: [dba]") {
 		t.Errorf("whoami with the cached sign-on: exit %d\n%s", code, who)
 	}
+	if code, printed := e.cliCached(t, creds, "token", "print"); code != 0 || strings.TrimSpace(printed) != c.Token {
+		t.Errorf("token print: exit %d, printed the cached token: %v", code, strings.TrimSpace(printed) == c.Token)
+	}
 	got, err := exec.Command(psql, e.dsn(c.Token, "appdb", "verify-full"), "-X", "-A", "-t", "-c", "SELECT 'in as dba'").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(got)) != "in as dba" {
 		t.Errorf("psql as dana (dba): %v\n%s", err, got)
