@@ -32,6 +32,7 @@ FUZZFLAGS = -run=^$$ -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s
 fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDecode ./internal/resource
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzParseToken ./internal/identity
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzExchangeInput ./internal/identity
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzReadStartup ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzChunker ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
+	"github.com/gatehouse-dev/gatehouse/internal/secret"
 	"github.com/gatehouse-dev/gatehouse/internal/testenv"
 )
 
@@ -156,4 +157,41 @@ func copyClaims(c map[string]any, k string, v any) map[string]any {
 		out[k] = v
 	}
 	return out
+}
+
+// FuzzExchangeInput: whatever a caller presents as a workload token or a
+// sign-on handle is refused with a *LoginError (or, for a token whose
+// issuer no identity trusts, the same), never a panic or another error.
+func FuzzExchangeInput(f *testing.F) {
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJpc3MiOiJodHRwczovL2NpLmV4YW1wbGUifQ.c2ln")
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add("")
+	f.Add("eyJ9.eyJpc3MiOjF9.")
+	st := newStore(f)
+	key := testMasterKey(f)
+	fed := &Federator{Store: st}
+	so := sealer{key}
+	f.Fuzz(func(t *testing.T, token string) {
+		_, err := fed.Exchange(context.Background(), token, "", "")
+		var le *LoginError
+		if !errors.As(err, &le) {
+			t.Fatalf("Exchange(%q) = %v (%T), want a *LoginError", token, err, err)
+		}
+		var h refreshHandle
+		if err := so.open("oidc refresh", token, &h); !errors.As(err, &le) {
+			t.Fatalf("open(%q) = %v, want a *LoginError", token, err)
+		}
+	})
+}
+
+func testMasterKey(t testing.TB) *secret.MasterKey {
+	t.Helper()
+	raw := make([]byte, 32)
+	rand.Read(raw)
+	k, err := secret.NewMasterKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }
