@@ -91,6 +91,9 @@ func TestQuickstart(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "connection/orders-db created") || !strings.Contains(out, "identity/ci-bot created") {
 		t.Fatalf("apply examples = %d %q %q", code, out, errOut)
 	}
+	if code, out, errOut := g.run(t, g.admin, "", "apply", "-f", "../../examples/federation.yaml"); code != 0 || !strings.Contains(out, "identity/api-deployer created") {
+		t.Errorf("apply examples/federation.yaml = %d %q %q", code, out, errOut)
+	}
 	code, out, _ = g.run(t, g.admin, "", "get", "connections")
 	if code != 0 || !strings.Contains(out, "orders-db") || !strings.Contains(out, "env:ORDERS_DB_PASSWORD") || !strings.Contains(out, "cache") {
 		t.Errorf("get connections = %d %q", code, out)
