@@ -1,7 +1,10 @@
 package gate
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
@@ -175,4 +178,38 @@ func BenchmarkDecide(b *testing.B) {
 			i++
 		}
 	})
+}
+
+// TestEndRevoked: sessions whose token fell are ended with the reason,
+// each token is checked once, and closed or standing sessions are left.
+func TestEndRevoked(t *testing.T) {
+	g := &Gate{Audit: &memAudit{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ended := map[string]string{}
+	open := func(id, token string) *Session {
+		s := &Session{ID: id, TokenID: token, Identity: resource.Identity{Name: "alice"},
+			Connection: resource.Connection{Name: "db", DefaultAction: resource.ActionAllow}}
+		s.End = func(reason string) { ended[id] = reason }
+		if d := g.Connect(s); d.Action != Allow {
+			t.Fatalf("connect %s: %+v", id, d)
+		}
+		return s
+	}
+	open("a1", "revoked")
+	open("a2", "revoked")
+	open("b", "fine")
+	g.Close(open("c", "revoked"), "client disconnected")
+	checks := map[string]int{}
+	n := g.EndRevoked(context.Background(), func(_ context.Context, tok string) string {
+		checks[tok]++
+		if tok == "revoked" {
+			return "the token has been revoked"
+		}
+		return ""
+	})
+	if n != 2 || ended["a1"] != "the token has been revoked" || ended["a2"] == "" || ended["b"] != "" || ended["c"] != "" {
+		t.Errorf("ended %d: %v; want a1 and a2 only", n, ended)
+	}
+	if checks["revoked"] != 1 || checks["fine"] != 1 {
+		t.Errorf("checks per token = %v, want one each", checks)
+	}
 }

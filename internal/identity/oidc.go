@@ -328,9 +328,9 @@ type refreshHandle struct {
 }
 
 // Refresh renews a sign-on with the provider's refresh token: the
-// provider must still accept the user, who gets a new token (and groups
-// read afresh) as long as the token being renewed was not revoked and the
-// identity is not disabled.
+// provider must still accept the user, the token being renewed must not be
+// revoked and the identity not disabled. The same token then lives another
+// TokenTTL, with the role the user's groups, read afresh, now give.
 func (s *SignOn) Refresh(ctx context.Context, handle, client string) (Issued, error) {
 	out, err := s.refresh(ctx, handle, client)
 	if err != nil {
