@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -29,8 +30,12 @@ import (
 // an HTTP client, as a browser would. ID tokens carry the users' email
 // and a groups claim.
 type OIDCProvider struct {
-	Issuer   string
-	ClientID string // a public client: PKCE, loopback redirects, refresh, device flow
+	Issuer string
+	// ClientID and ClientSecret are a confidential native client (HTTP
+	// Basic at the token endpoint, PKCE, loopback redirects, refresh, the
+	// device flow); PublicClientID is the same without a secret.
+	ClientID, ClientSecret string
+	PublicClientID         string
 
 	srv     *http.Server
 	storage *opStorage
@@ -48,7 +53,8 @@ func StartOIDCProvider(ctx context.Context, users ...OIDCUser) (*OIDCProvider, e
 	if err != nil {
 		return nil, err
 	}
-	p := &OIDCProvider{Issuer: "http://" + l.Addr().String(), ClientID: "gatehouse-cli"}
+	p := &OIDCProvider{Issuer: "http://" + l.Addr().String(), ClientID: "gatehouse", ClientSecret: "op-client-secret-" + fmt.Sprint(time.Now().UnixNano()),
+		PublicClientID: "gatehouse-cli"}
 	us := &userStore{users: map[string]*storage.User{}, groups: map[string][]string{}}
 	for i, u := range users {
 		id := fmt.Sprintf("user-%d", i+1)
@@ -57,8 +63,12 @@ func StartOIDCProvider(ctx context.Context, users ...OIDCUser) (*OIDCProvider, e
 		us.groups[id] = u.Groups
 	}
 	us.client = p.ClientID
-	native := storage.NativeClient(p.ClientID, "http://127.0.0.1/callback", "http://localhost/callback")
-	p.storage = &opStorage{Storage: storage.NewStorageWithClients(us, map[string]*storage.Client{p.ClientID: native}), users: us}
+	clients := map[string]*storage.Client{}
+	for _, id := range []string{p.ClientID, p.PublicClientID} {
+		clients[id] = storage.NativeClient(id, "http://127.0.0.1/callback", "http://localhost/callback")
+	}
+	p.storage = &opStorage{Storage: storage.NewStorageWithClients(us, clients), users: us,
+		secrets: map[string]string{p.ClientID: p.ClientSecret}}
 	key := sha256.Sum256([]byte("gatehouse test provider"))
 	provider, err := op.NewProvider(&op.Config{
 		CryptoKey:             key,
@@ -210,7 +220,8 @@ func (s *userStore) groupsOf(id string) []string {
 // and gets the user's claims in its ID tokens.
 type opStorage struct {
 	*storage.Storage
-	users *userStore
+	users   *userStore
+	secrets map[string]string // of the confidential clients
 }
 
 func (s *opStorage) GetClientByClientID(ctx context.Context, id string) (op.Client, error) {
@@ -218,7 +229,15 @@ func (s *opStorage) GetClientByClientID(ctx context.Context, id string) (op.Clie
 	if err != nil {
 		return nil, err
 	}
-	return testClient{c}, nil
+	return testClient{Client: c, confidential: s.secrets[id] != ""}, nil
+}
+
+func (s *opStorage) AuthorizeClientIDSecret(ctx context.Context, id, secret string) error {
+	want, ok := s.secrets[id]
+	if !ok || subtle.ConstantTimeCompare([]byte(secret), []byte(want)) != 1 {
+		return errors.New("invalid client secret")
+	}
+	return nil
 }
 
 func (s *opStorage) SetUserinfoFromRequest(ctx context.Context, info *oidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
@@ -237,7 +256,33 @@ func (s *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInf
 	return nil
 }
 
-type testClient struct{ op.Client }
+type testClient struct {
+	op.Client
+	confidential bool
+}
+
+func (c testClient) AuthMethod() oidc.AuthMethod {
+	if c.confidential {
+		return oidc.AuthMethodBasic
+	}
+	return oidc.AuthMethodNone
+}
+
+// ApplicationType: zitadel's op takes only web clients as confidential.
+func (c testClient) ApplicationType() op.ApplicationType {
+	if c.confidential {
+		return op.ApplicationTypeWeb
+	}
+	return op.ApplicationTypeNative
+}
+
+// RedirectURIGlobs lets a web client redirect to a loopback listener on
+// any port, as native clients may (RFC 8252 §7.3).
+func (c testClient) RedirectURIGlobs() []string {
+	return []string{"http://127.0.0.1:*/callback", "http://localhost:*/callback"}
+}
+
+func (c testClient) PostLogoutRedirectURIGlobs() []string { return nil }
 
 func (testClient) GrantTypes() []oidc.GrantType {
 	return []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeDeviceCode}

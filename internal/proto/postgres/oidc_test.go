@@ -52,7 +52,8 @@ func sharedOIDC(t *testing.T) (*env, *testenv.OIDCProvider) {
 			return
 		}
 		oidcEnv, oidcErr = newEnv(pg, server.Config{
-			OIDC: identity.OIDCConfig{Issuer: oidcOP.Issuer, ClientID: oidcOP.ClientID, AdminGroup: "gatehouse-admins"},
+			OIDC: identity.OIDCConfig{Issuer: oidcOP.Issuer, ClientID: oidcOP.ClientID, ClientSecret: oidcOP.ClientSecret,
+				AdminGroup: "gatehouse-admins"},
 		})
 	})
 	if oidcErr != nil {
