@@ -608,3 +608,16 @@ func decompressRuns(t *testing.T, db *sql.DB) {
 		}
 	}
 }
+
+// BenchmarkEventJSON: encoding one select-only command event, as the data
+// path does for every statement.
+func BenchmarkEventJSON(b *testing.B) {
+	e := Event{Seq: 123456, Time: time.Now(), Node: "gw-1", Type: TypeCommand, Identity: "bench",
+		Session: "3b5e61ad529b381db97a5e53", Connection: "bench", Command: "SELECT abalance FROM pgbench_accounts WHERE aid = 81234;",
+		Decision: "allow"}
+	var buf []byte
+	for b.Loop() {
+		buf = e.AppendJSON(buf[:0])
+	}
+	b.SetBytes(int64(len(buf)))
+}
