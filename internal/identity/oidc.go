@@ -416,6 +416,12 @@ func (s *SignOn) signIn(ctx context.Context, claims map[string]any, refreshToken
 	if renew.TokenID != "" && name != renew.Identity {
 		return Issued{}, refused("the identity provider now names this user %q, not %q; run gatehouse login again", name, renew.Identity)
 	}
+	sub, _ := claims["sub"].(string)
+	if sub == "" {
+		return Issued{}, refused("the identity provider's token has no subject (sub)")
+	}
+	// The account at the provider the identity is bound to.
+	account := s.Config.Issuer + " " + sub
 	groups := s.groups(claims)
 	role := resource.RoleUser
 	if s.Config.AdminGroup != "" && slices.Contains(groups, s.Config.AdminGroup) {
@@ -433,12 +439,20 @@ func (s *SignOn) signIn(ctx context.Context, claims map[string]any, refreshToken
 			return refused("identity %q is a %s identity of this gateway and cannot sign in through OIDC", name, old.Type)
 		case old.Disabled:
 			return &AuthError{Reason: ReasonDisabled}
+		case old.OIDCSubject != "" && old.OIDCSubject != account:
+			return &LoginError{Reason: fmt.Sprintf("identity %q belongs to another account at the identity provider; an admin can delete the identity to let this account take the name", name),
+				Detail: "bound to " + old.OIDCSubject + ", sign-on from " + account}
 		}
 		if err := id.Validate(); err != nil {
 			return refused("the %s claim cannot name an identity: %v", s.Config.UsernameClaim, err)
 		}
 		if _, err := tx.PutIdentity(ctx, id); err != nil {
 			return err
+		}
+		if old.OIDCSubject == "" {
+			if err := tx.BindIdentitySubject(ctx, name, account); err != nil {
+				return err
+			}
 		}
 		if renew.TokenID != "" {
 			out = Issued{TokenID: renew.TokenID, ExpiresAt: s.now().Add(s.Config.TokenTTL).UTC(), Identity: name, Role: role, Groups: id.Groups}

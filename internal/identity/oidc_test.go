@@ -20,7 +20,9 @@ func TestSignOnPublicClient(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	op, err := testenv.StartOIDCProvider(ctx,
-		testenv.OIDCUser{Username: "ann", Password: "pw", Email: "ann@example.com", Groups: []string{"dba", "Ops Team", "admins"}})
+		testenv.OIDCUser{Username: "ann", Password: "pw", Email: "ann@example.com", Groups: []string{"dba", "Ops Team", "admins"}},
+		// Another account to which the provider later gave ann's address.
+		testenv.OIDCUser{Username: "ann-new", Password: "pw", Email: "ann@example.com", Groups: []string{"admins"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,20 +45,24 @@ func TestSignOnPublicClient(t *testing.T) {
 	}))
 	defer l.Close()
 
-	signIn := func() Issued {
+	signInAs := func(user string) (Issued, error) {
 		t.Helper()
 		start, err := so.Start(ctx, "http://"+l.Addr().String()+"/callback")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := op.Browse(ctx, start.AuthURL, "ann", "pw"); err != nil {
+		if _, err := op.Browse(ctx, start.AuthURL, user, "pw"); err != nil {
 			t.Fatal(err)
 		}
 		rd := <-got
 		if rd.state != start.State {
 			t.Fatalf("redirect state %q, want %q", rd.state, start.State)
 		}
-		out, err := so.Finish(ctx, start.Handle, rd.state, rd.code, "127.0.0.1:1")
+		return so.Finish(ctx, start.Handle, rd.state, rd.code, "127.0.0.1:1")
+	}
+	signIn := func() Issued {
+		t.Helper()
+		out, err := signInAs("ann")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,9 +81,18 @@ func TestSignOnPublicClient(t *testing.T) {
 	if out := signIn(); out.Role != resource.RoleUser || strings.Join(out.Groups, ",") != "dev" {
 		t.Errorf("second sign-on: %+v", out)
 	}
-	if id, _ := st.GetIdentity(ctx, "ann@example.com"); strings.Join(id.Groups, ",") != "dev" {
-		t.Errorf("groups after the second sign-on: %v", id.Groups)
+	id, _ = st.GetIdentity(ctx, "ann@example.com")
+	if strings.Join(id.Groups, ",") != "dev" || id.OIDCSubject != op.Issuer+" user-1" {
+		t.Errorf("after the second sign-on: groups %v, bound to %q", id.Groups, id.OIDCSubject)
 	}
+	// The address now names another account at the provider: refused.
+	if _, err := signInAs("ann-new"); err == nil || !strings.Contains(err.Error(), "belongs to another account") {
+		t.Errorf("another account with ann's address: %v", err)
+	}
+	if last := events[len(events)-1]; last.Type != audit.TypeLoginFailed || !strings.Contains(last.Error, "bound to "+op.Issuer+" user-1") {
+		t.Errorf("refusal audited as %+v", last)
+	}
+	events = events[:2]
 	if len(events) != 2 || events[0].Type != audit.TypeLogin || !strings.Contains(events[0].Command, "role admin") {
 		t.Errorf("audit events: %+v", events)
 	}

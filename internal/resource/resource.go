@@ -63,6 +63,10 @@ type Identity struct {
 	// (a CI job's OIDC token, a Kubernetes service-account token) for a
 	// short-lived Gatehouse token of this identity.
 	Federation *Federation `json:"federation,omitempty" yaml:"federation,omitempty"`
+	// OIDCSubject is the provider account ("issuer subject") a person's
+	// first sign-on bound the identity to; set by the gateway, never by
+	// a manifest.
+	OIDCSubject string `json:"oidcSubject,omitempty" yaml:"-"`
 
 	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"-"`
 	UpdatedAt time.Time `json:"updatedAt,omitzero" yaml:"-"`

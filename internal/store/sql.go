@@ -198,7 +198,7 @@ func (s *sqlStore) PutIdentity(ctx context.Context, id resource.Identity) (bool,
 		[]any{string(id.Type), string(groups), disabled, federation})
 }
 
-const identityCols = "name, type, groups_json, disabled, federation_json, created_at, updated_at"
+const identityCols = "name, type, groups_json, disabled, federation_json, oidc_subject, created_at, updated_at"
 
 func scanIdentity(row interface{ Scan(...any) error }) (resource.Identity, error) {
 	var (
@@ -207,7 +207,7 @@ func scanIdentity(row interface{ Scan(...any) error }) (resource.Identity, error
 		disabled         int
 		created, updated int64
 	)
-	if err := row.Scan(&id.Name, &typ, &groups, &disabled, &fed, &created, &updated); err != nil {
+	if err := row.Scan(&id.Name, &typ, &groups, &disabled, &fed, &id.OIDCSubject, &created, &updated); err != nil {
 		return id, err
 	}
 	if fed != "" {
@@ -242,6 +242,17 @@ func (s *sqlStore) ListIdentities(ctx context.Context) ([]resource.Identity, err
 		return nil, fmt.Errorf("list identities: %w", err)
 	}
 	return collect(rows, scanIdentity)
+}
+
+func (s *sqlStore) BindIdentitySubject(ctx context.Context, name, subject string) error {
+	res, err := s.exec(ctx, "UPDATE identities SET oidc_subject = ? WHERE name = ?", subject, name)
+	if err != nil {
+		return fmt.Errorf("bind identity %q: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("identity %q: %w", name, ErrNotFound)
+	}
+	return nil
 }
 
 func (s *sqlStore) DeleteIdentity(ctx context.Context, name string) error {

@@ -103,6 +103,9 @@ type Store interface {
 	GetIdentity(ctx context.Context, name string) (resource.Identity, error)
 	ListIdentities(ctx context.Context) ([]resource.Identity, error)
 	DeleteIdentity(ctx context.Context, name string) error
+	// BindIdentitySubject records the provider account a person's
+	// identity belongs to (PutIdentity leaves it as it is).
+	BindIdentitySubject(ctx context.Context, name, subject string) error
 
 	PutConnection(ctx context.Context, c ConnectionRecord) (created bool, err error)
 	GetConnection(ctx context.Context, name string) (ConnectionRecord, error)

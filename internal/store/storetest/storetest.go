@@ -59,12 +59,19 @@ func testIdentities(t *testing.T, s store.Store) {
 	if got.Name != "alice" || got.Type != resource.IdentityUser || fmt.Sprint(got.Groups) != "[dba dev]" || got.CreatedAt.IsZero() {
 		t.Errorf("GetIdentity(alice) = %+v", got)
 	}
+	if err := s.BindIdentitySubject(ctx, "alice", "https://idp.example 42"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.BindIdentitySubject(ctx, "nobody", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("BindIdentitySubject(nobody) = %v, want ErrNotFound", err)
+	}
 	alice.Groups, alice.Disabled = nil, true
 	if created, err := s.PutIdentity(ctx, alice); err != nil || created {
 		t.Fatalf("second PutIdentity(alice) = %v, %v; want updated", created, err)
 	}
 	got2, _ := s.GetIdentity(ctx, "alice")
-	if got2.Groups != nil || !got2.Disabled || !got2.CreatedAt.Equal(got.CreatedAt) || got2.UpdatedAt.Before(got.UpdatedAt) {
+	if got2.Groups != nil || !got2.Disabled || !got2.CreatedAt.Equal(got.CreatedAt) || got2.UpdatedAt.Before(got.UpdatedAt) ||
+		got2.OIDCSubject != "https://idp.example 42" {
 		t.Errorf("after update GetIdentity(alice) = %+v (first %+v)", got2, got)
 	}
 	fed := resource.Federation{Issuer: "https://ci.example", Audience: "gatehouse", Condition: `claims.ref == "refs/heads/main"`, TokenTTL: "15m"}
