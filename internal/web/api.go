@@ -124,8 +124,9 @@ func (a *API) Handler() http.Handler {
 	for _, rt := range a.routes() {
 		mux.Handle(rt.pattern, a.authenticated(rt))
 	}
+	signOnLimit := newLimiter(SignOnRate, SignOnBurst)
 	for _, rt := range a.publicRoutes() {
-		mux.Handle(rt.pattern, a.public(rt))
+		mux.Handle(rt.pattern, signOnLimit.limit(a.public(rt)))
 	}
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path)})

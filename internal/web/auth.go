@@ -43,6 +43,13 @@ type DevicePending struct {
 	Interval int64 `json:"interval"`
 }
 
+// The sign-on and federation routes take at most SignOnRate requests per
+// second from one address, in bursts of up to SignOnBurst.
+const (
+	SignOnRate  = 5
+	SignOnBurst = 30
+)
+
 // devicePollWait is how long one device poll waits for the user.
 const devicePollWait = 20 * time.Second
 
