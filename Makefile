@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFields ./internal/proto/postgres/pgwire
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzClassify ./internal/sqlparse
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzStatements ./internal/recording
+	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDecode ./internal/compress
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzFind ./internal/mask
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzMaskRow ./internal/proto/postgres
 	$(GO) test $(FUZZFLAGS) -fuzz=FuzzDescribeParams ./internal/proto/postgres

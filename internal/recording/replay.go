@@ -9,9 +9,8 @@ import (
 	"sort"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/compress"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -118,7 +117,8 @@ func Check(node string, chunks []store.RecordingChunk, att []Attestation) []Prob
 	return out
 }
 
-var decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
+// maxChunkBytes bounds what one stored chunk may unpack to.
+const maxChunkBytes = 256 << 20
 
 // Statements decodes a session's chunks, in order, into its statements.
 func Statements(chunks []store.RecordingChunk) ([]Statement, error) {
@@ -126,7 +126,7 @@ func Statements(chunks []store.RecordingChunk) ([]Statement, error) {
 	open := []int{} // statements without a result yet, oldest first
 	var params []Value
 	for _, c := range chunks {
-		raw, err := decoder.DecodeAll(c.Body, nil)
+		raw, err := compress.Decode(c.Body, maxChunkBytes)
 		if err != nil {
 			return out, fmt.Errorf("recording chunk %d of session %s: %w", c.Chunk, c.Session, err)
 		}

@@ -9,9 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/gatehouse-dev/gatehouse/internal/audit"
+	"github.com/gatehouse-dev/gatehouse/internal/compress"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -68,7 +67,6 @@ type Writer struct {
 	opts Options
 	log  *slog.Logger
 	jobs chan job
-	enc  *zstd.Encoder
 	pool sync.Pool
 
 	mu     sync.Mutex
@@ -101,11 +99,7 @@ func NewWriter(opts Options) (*Writer, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		return nil, err
-	}
-	w := &Writer{opts: opts, log: opts.Log, jobs: make(chan job, 64), enc: enc,
+	w := &Writer{opts: opts, log: opts.Log, jobs: make(chan job, 64),
 		live: map[*Recorder]struct{}{}, stop: make(chan struct{}), swept: make(chan struct{}), done: make(chan struct{})}
 	if err := w.attestLeftovers(context.Background()); err != nil {
 		return nil, err
@@ -180,7 +174,7 @@ func (w *Writer) run() {
 			close(j.synced)
 			continue
 		}
-		body = w.enc.EncodeAll(j.raw, body[:0])
+		body = compress.Encode(body, j.raw)
 		w.store(j, body)
 		raw := j.raw[:0]
 		w.pool.Put(&raw)

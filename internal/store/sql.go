@@ -14,8 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
+	"github.com/gatehouse-dev/gatehouse/internal/compress"
 	"github.com/gatehouse-dev/gatehouse/internal/resource"
 )
 
@@ -429,7 +428,7 @@ func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) e
 				}
 				body = append(body, e.Body...)
 			}
-			z := auditEncoder.EncodeAll(body, make([]byte, 0, len(body)/4))
+			z := compressAuditRun(body)
 			*run = body
 			auditRunPool.Put(run)
 			if _, err := tx.exec(ctx, "INSERT INTO audit_events (node, seq, last_seq, body, zbody) VALUES (?, ?, ?, '', ?)",
@@ -444,14 +443,15 @@ func (s *sqlStore) AppendAuditEvents(ctx context.Context, events []AuditEvent) e
 
 const auditRunBytes = 1 << 20
 
-// Runs are compressed with zstd at its fastest level; one encoder and one
-// decoder serve every store (EncodeAll and DecodeAll are safe for
-// concurrent use), and run buffers are reused.
-var (
-	auditEncoder, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	auditDecoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(4*auditRunBytes))
-	auditRunPool    = sync.Pool{New: func() any { b := make([]byte, 0, auditRunBytes); return &b }}
-)
+// Runs are packed with package compress (S2 and a checksum; zstd runs
+// stored before still read), and run buffers are reused.
+var auditRunPool = sync.Pool{New: func() any { b := make([]byte, 0, auditRunBytes); return &b }}
+
+func compressAuditRun(body []byte) []byte { return compress.Encode(nil, body) }
+
+// DecompressAuditRun returns the events of a stored compressed run, or an
+// error when it does not decompress whole.
+func DecompressAuditRun(z []byte) ([]byte, error) { return compress.Decode(z, 4*auditRunBytes) }
 
 const auditCols = "node, seq, last_seq, body, zbody"
 
@@ -469,7 +469,7 @@ func auditRows(rows *sql.Rows, after uint64, limit int) ([]AuditEvent, error) {
 			return nil, err
 		}
 		if len(z) > 0 {
-			plain, err := auditDecoder.DecodeAll(z, nil)
+			plain, err := DecompressAuditRun(z)
 			if err != nil {
 				plain = z
 			}
