@@ -1,7 +1,10 @@
 // Package identity authenticates callers. It issues API tokens (256 random
 // bits, shown once, stored only as a SHA-256 hash, with role, expiry and
-// revocation) and turns a presented token into a Principal. OIDC sign-on and
-// workload-identity federation join it later.
+// revocation) and turns a presented token into a Principal. People get
+// their tokens by OIDC sign-on (SignOn: the gateway as relying party, code
+// flow with PKCE or device flow, groups from the provider), workloads by
+// exchanging their platform's JWT (Federator: JWKS discovery and a CEL
+// condition over its claims).
 package identity
 
 import (
@@ -187,8 +190,8 @@ func (a *Authenticator) Recheck(ctx context.Context, tokenID string) error {
 }
 
 // Fallen says why a token that authenticated a live session no longer
-// stands ("authentication failed: the token has been revoked"), or ""
-// when it stands or the store cannot tell now (which ends nothing).
+// stands ("the token has been revoked", "the identity is disabled"), or
+// "" when it stands or the store cannot tell now (which ends nothing).
 func (a *Authenticator) Fallen(ctx context.Context, tokenID string) string {
 	var ae *AuthError
 	if err := a.Recheck(ctx, tokenID); errors.As(err, &ae) {

@@ -1,7 +1,9 @@
 // Package web serves Gatehouse's HTTPS JSON API under /api/v1, plus
 // /healthz and /metrics. Every /api/v1 route is registered with the role it
-// needs and passes through one authentication middleware; errors are JSON
-// objects naming the cause, never a secret.
+// needs and passes through one authentication middleware, except the
+// sign-on and federation routes under /api/v1/auth/, which are how a
+// caller gets a token and are rate-limited per address instead; errors are
+// JSON objects naming the cause, never a secret.
 package web
 
 import (
