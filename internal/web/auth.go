@@ -115,13 +115,19 @@ func (a *API) signOn() (*identity.SignOn, error) {
 	return a.SignOn, nil
 }
 
-func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) error {
+// signOnRequest returns the sign-on that serves r and r's decoded body.
+func signOnRequest[T any](a *API, r *http.Request) (*identity.SignOn, T, error) {
+	var req T
 	so, err := a.signOn()
-	if err != nil {
-		return err
+	if err == nil {
+		err = decodeJSON(r, &req)
 	}
-	var req LoginStartRequest
-	if err := decodeJSON(r, &req); err != nil {
+	return so, req, err
+}
+
+func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) error {
+	so, req, err := signOnRequest[LoginStartRequest](a, r)
+	if err != nil {
 		return err
 	}
 	out, err := so.Start(r.Context(), req.RedirectURI)
@@ -132,12 +138,8 @@ func (a *API) oidcStart(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) oidcFinish(w http.ResponseWriter, r *http.Request) error {
-	so, err := a.signOn()
+	so, req, err := signOnRequest[LoginFinishRequest](a, r)
 	if err != nil {
-		return err
-	}
-	var req LoginFinishRequest
-	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	out, err := so.Finish(r.Context(), req.Handle, req.State, req.Code, r.RemoteAddr)
@@ -160,12 +162,8 @@ func (a *API) oidcDevice(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) oidcDevicePoll(w http.ResponseWriter, r *http.Request) error {
-	so, err := a.signOn()
+	so, req, err := signOnRequest[HandleRequest](a, r)
 	if err != nil {
-		return err
-	}
-	var req HandleRequest
-	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	out, err := so.PollDevice(r.Context(), req.Handle, r.RemoteAddr, devicePollWait)
@@ -179,12 +177,8 @@ func (a *API) oidcDevicePoll(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) authRefresh(w http.ResponseWriter, r *http.Request) error {
-	so, err := a.signOn()
+	so, req, err := signOnRequest[HandleRequest](a, r)
 	if err != nil {
-		return err
-	}
-	var req HandleRequest
-	if err := decodeJSON(r, &req); err != nil {
 		return err
 	}
 	out, err := so.Refresh(r.Context(), req.Handle, r.RemoteAddr)
