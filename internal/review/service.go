@@ -99,15 +99,20 @@ func decode(rec store.ReviewRecord) (Review, error) {
 
 // Get returns a review as stored, lapsing it first if its time ran out.
 func (s *Service) Get(ctx context.Context, id string) (Review, error) {
-	rec, err := s.Store.GetReview(ctx, id)
-	if err != nil {
-		return Review{}, err
-	}
-	r, err := decode(rec)
+	r, err := s.stored(ctx, id)
 	if err != nil {
 		return r, err
 	}
 	return s.lapse(ctx, r)
+}
+
+// stored reads and decodes a review, as it is in the store.
+func (s *Service) stored(ctx context.Context, id string) (Review, error) {
+	rec, err := s.Store.GetReview(ctx, id)
+	if err != nil {
+		return Review{}, err
+	}
+	return decode(rec)
 }
 
 // Filter selects reviews for List.
@@ -137,11 +142,7 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Review, error) {
 // update, and records the change change returns ("" records nothing).
 func (s *Service) update(ctx context.Context, id, actor string, change func(r *Review) (what, reason string, err error)) (Review, error) {
 	for attempt := 0; ; attempt++ {
-		rec, err := s.Store.GetReview(ctx, id)
-		if err != nil {
-			return Review{}, err
-		}
-		r, err := decode(rec)
+		r, err := s.stored(ctx, id)
 		if err != nil {
 			return r, err
 		}
